@@ -1,0 +1,1 @@
+"""One module an operation, as Octopod names them; each exposes a plain function."""

@@ -1,0 +1,145 @@
+"""helm, driven by argv: version detection, upgrade --install, history, rollback, uninstall.
+
+Works with helm 3 and helm 4; the major version is found once per binary
+(cached under the user cache dir, keyed by the binary's path, size and mtime).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from . import process
+from .errors import ExternalError
+
+# Seconds helm gets beyond its own --timeout for rendering and API calls.
+GRACE = 60
+PENDING_ERROR = "another operation (install/upgrade/rollback) is in progress"
+_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "octopod-control"
+
+
+@dataclass
+class Helm:
+    binary: str
+    env: Mapping[str, str]
+    timeout: float  # helm's own --timeout, seconds
+    secrets: list[str] = field(default_factory=list)
+    _major: int | None = None
+
+    def _run(self, args: list[str], *, echo: bool = False, stdin: str | None = None,
+             timeout: float | None = None) -> process.Result:
+        return process.run([self.binary, *args], env=self.env, stdin=stdin, echo=echo,
+                           secrets=self.secrets, merge_stderr=echo,
+                           timeout=timeout or self.timeout + GRACE)
+
+    # -- version
+    @property
+    def major(self) -> int:
+        if self._major is None:
+            self._major = self._cached_major()
+        return self._major
+
+    def _cached_major(self) -> int:
+        path = _resolve(self.binary, self.env)
+        try:
+            st = os.stat(path)
+            key = f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
+        except OSError:
+            raise ExternalError(f"helm: {self.binary} not found (set HELM_BIN)") from None
+        entry = cache_dir() / "helm-major"
+        try:
+            cached_key, cached = entry.read_text().rsplit("\n", 1)
+            if cached_key == key and cached in ("3", "4"):
+                return int(cached)
+        except (OSError, ValueError):
+            pass
+        result = self._run(["version", "--template", "{{.Version}}"], timeout=30)
+        match = _VERSION.match(result.output.strip())
+        if not result.ok or not match:
+            raise ExternalError(f"helm version: could not read the version of {self.binary}")
+        major = int(match.group(1))
+        if major not in (3, 4):
+            raise ExternalError(f"helm {result.output.strip()} is not supported (need helm 3 or 4)")
+        _write_atomic(entry, f"{key}\n{major}")
+        return major
+
+    def wait_flags(self, wait: bool) -> list[str]:
+        if not wait:
+            return []
+        return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
+
+    # -- operations
+    def upgrade_install(self, release: str, chart: str, namespace: str, *, values: str,
+                        values_files: Iterable[str] = (), version: str = "", wait: bool = True,
+                        create_namespace: bool = False) -> process.Result:
+        args = ["upgrade", "--install", release, chart, "--namespace", namespace,
+                "--reset-values", "--hide-notes", "--timeout", f"{int(self.timeout)}s"]
+        if version:
+            args += ["--version", version]
+        if create_namespace:
+            args.append("--create-namespace")
+        args += self.wait_flags(wait)
+        for path in values_files:
+            args += ["--values", path]
+        args += ["--values", "-"]  # ours last: the overrides win
+        return self._run(args, echo=True, stdin=values)
+
+    def history(self, release: str, namespace: str) -> list[dict]:
+        """Revisions of a release, oldest first; [] when there is none."""
+        result = self._run(["history", release, "--namespace", namespace, "--max", "256",
+                            "--output", "json"], timeout=self._api_timeout())
+        if not result.ok:
+            if "not found" in result.errors:
+                return []
+            raise ExternalError(f"helm history: {_last_line(result.errors)}")
+        try:
+            return json.loads(result.output or "[]")
+        except ValueError:
+            raise ExternalError("helm history: unreadable output") from None
+
+    def rollback(self, release: str, namespace: str, revision: int) -> process.Result:
+        return self._run(["rollback", release, str(revision), "--namespace", namespace,
+                          "--timeout", f"{int(self.timeout)}s"], echo=True)
+
+    def uninstall(self, release: str, namespace: str, *, wait: bool = False) -> process.Result:
+        args = ["uninstall", release, "--namespace", namespace, "--timeout", f"{int(self.timeout)}s"]
+        if wait:
+            args += self.wait_flags(True) if self.major >= 4 else ["--wait"]
+        return self._run(args, echo=True)
+
+    def _api_timeout(self) -> float:
+        return min(self.timeout + GRACE, 120)
+
+
+def _resolve(binary: str, env: Mapping[str, str]) -> str:
+    if os.sep in binary:
+        return os.path.realpath(binary)
+    import shutil
+
+    found = shutil.which(binary, path=env.get("PATH", os.defpath))
+    return os.path.realpath(found) if found else binary
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache we cannot write only costs a `helm version` next time
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "failed"

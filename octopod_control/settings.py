@@ -1,0 +1,149 @@
+"""Configuration: dotenv files under env/, overridden by the process environment.
+
+Precedence, later wins: ``env/defaults.env`` < ``env/$OCTOPOD_ENV.env`` < ``.env``
+< the process environment (Octopod passes its ConfigMap as environment).
+``env/defaults.env`` is the one place a default is written down.
+"""
+from __future__ import annotations
+
+import os
+import re
+import string
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_DIR = PROJECT_ROOT / "env"
+
+_SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|PRIVATE|CONTENT|CONFIG_JSON|CREDENTIAL")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+TEMPLATE_FIELDS = ("name", "namespace", "project_name", "base_domain", "tag")
+
+
+def is_secret(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values  # only when a file exists to read
+
+    return {k: v or "" for k, v in dotenv_values(path).items()}
+
+
+def load_layers(environ: Mapping[str, str] | None = None, root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Merge the env files and the environment, later layers winning."""
+    environ = os.environ if environ is None else environ
+    merged = _read_env_file(root / "env" / "defaults.env")
+    profile = environ.get("OCTOPOD_ENV", "")
+    if profile:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", profile) or profile.startswith("."):
+            raise ConfigError(f"OCTOPOD_ENV={profile!r}: a profile name is letters, digits, '_', '-', '.'")
+        path = root / "env" / f"{profile}.env"
+        if not path.is_file():
+            raise ConfigError(f"OCTOPOD_ENV={profile}: no file env/{profile}.env")
+        merged.update(_read_env_file(path))
+    merged.update(_read_env_file(root / ".env"))
+    merged.update(environ)
+    return merged
+
+
+class Settings:
+    """Typed, validated access to the effective configuration."""
+
+    def __init__(self, values: Mapping[str, str], known: tuple[str, ...] = ()) -> None:
+        self._values = dict(values)
+        self.known = known
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, root: Path = PROJECT_ROOT) -> "Settings":
+        known = tuple(_read_env_file(root / "env" / "defaults.env"))
+        return cls(load_layers(environ, root), known)
+
+    # -- raw accessors
+    def text(self, name: str, default: str = "") -> str:
+        return self._values.get(name, default).strip()
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        raw = self.text(name, "true" if default else "false").lower()
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+    def seconds(self, name: str, default: float) -> float:
+        raw = self.text(name) or str(default)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+        if not 0 < value <= 86400:
+            raise ConfigError(f"{name}={raw!r}: expected between 0 and 86400 seconds")
+        return value
+
+    def words(self, name: str) -> list[str]:
+        return self.text(name).split()
+
+    def render(self, name: str, default: str, fields: Mapping[str, str]) -> str:
+        """Fill a template variable's {placeholders}; unknown ones are a ConfigError."""
+        return render_template(name, self.text(name) or default, fields)
+
+    def environ(self) -> dict[str, str]:
+        """The environment for child processes: the process environment plus file settings."""
+        return dict(self._values)
+
+    # -- tools
+    @property
+    def helm_bin(self) -> str:
+        return self.text("HELM_BIN") or "helm"
+
+    @property
+    def kubectl_bin(self) -> str:
+        return self.text("KUBECTL_BIN") or "kubectl"
+
+    @property
+    def helm_timeout(self) -> float:
+        return self.seconds("HELM_TIMEOUT", 300)
+
+    @property
+    def kube_timeout(self) -> float:
+        return self.seconds("KUBE_TIMEOUT", 10)
+
+    @property
+    def helm_driver(self) -> str:
+        driver = (self.text("HELM_DRIVER") or "secret").lower()
+        if driver not in ("secret", "secrets", "configmap", "configmaps"):
+            raise ConfigError(f"HELM_DRIVER={driver!r}: expected secret or configmap")
+        return "configmap" if driver.startswith("configmap") else "secret"
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Known variables and their effective values, secrets masked."""
+        names = list(self.known) + sorted(n for n in self._values if n not in self.known and _is_ours(n))
+        return [(n, mask(n, self._values.get(n, ""))) for n in names]
+
+
+def _is_ours(name: str) -> bool:
+    return name.startswith(("OCTOPOD_", "REGISTRY_", "SSH_", "REMOTE_", "CLEANUP_", "ARCHIVE_", "HELM_"))
+
+
+def mask(name: str, value: str) -> str:
+    return "****" if value and is_secret(name) else value
+
+
+def render_template(name: str, template: str, fields: Mapping[str, str]) -> str:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{name}={template!r}: {exc}") from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS or spec or conversion:
+            allowed = ", ".join("{%s}" % f for f in TEMPLATE_FIELDS)
+            raise ConfigError(f"{name}={template!r}: unknown placeholder {{{field}}}; use {allowed}")
+    return template.format_map({f: fields.get(f, "") for f in TEMPLATE_FIELDS})

@@ -1,0 +1,50 @@
+"""Where a deployment lands: its helm release name and namespace, from the templates."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .args import Deployment
+from .errors import ConfigError
+from .helm import Helm
+from .settings import PROJECT_ROOT, Settings
+
+_RELEASE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,51}[a-z0-9])?")
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class Target:
+    release: str
+    namespace: str
+
+
+def resolve_target(settings: Settings, deployment: Deployment) -> Target:
+    fields = deployment.template_fields()
+    release = settings.render("RELEASE_NAME", "{name}", fields)
+    namespace = settings.render("DEPLOY_NAMESPACE", "{namespace}", fields)
+    if not _RELEASE.fullmatch(release):
+        raise ConfigError(f"RELEASE_NAME gives {release!r}, not a valid helm release name")
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ConfigError(f"DEPLOY_NAMESPACE gives {namespace!r}, not a valid namespace")
+    return Target(release, namespace)
+
+
+def helm_for(settings: Settings, secrets: list[str] | None = None) -> Helm:
+    return Helm(settings.helm_bin, settings.environ(), settings.helm_timeout, list(secrets or []))
+
+
+def resolve_chart(chart: str) -> str:
+    """A local chart path (absolute, or relative to the project root or cwd), else as given.
+
+    `repo/chart` and `oci://…` references go to helm unchanged.
+    """
+    if not chart:
+        raise ConfigError("CHART: not set (a chart path, repo/chart or oci://…)")
+    if chart.startswith("oci://"):
+        return chart
+    for candidate in (Path(chart), PROJECT_ROOT / chart):
+        if candidate.exists():
+            return str(candidate.resolve())
+    return chart

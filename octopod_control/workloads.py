@@ -1,0 +1,37 @@
+"""The release's objects as they are in the cluster: one LIST a kind, filtered locally.
+
+Helm annotates every object it manages with the release name; listing a kind
+in the namespace and filtering here keeps the request count constant however
+many workloads the release has (check's cost budget depends on it).
+"""
+from __future__ import annotations
+
+from .kube import KubeClient, belongs_to_release
+
+PATHS = {
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+    "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+    "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+}
+
+
+def release_objects(client: KubeClient, namespace: str, release: str, kind: str) -> list[dict]:
+    """Objects of one kind that belong to the release (by helm's annotation or instance label)."""
+    items = client.list(PATHS[kind].format(ns=namespace))
+    return [item for item in items if belongs_to_release(item, release)]
+
+
+def pods_of(workload: dict, pods: list[dict]) -> list[dict]:
+    """Pods a workload's selector (matchLabels) picks out of the given list."""
+    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not selector:
+        return []
+    return [p for p in pods
+            if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items())]

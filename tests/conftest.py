@@ -1,0 +1,83 @@
+"""Shared fixtures: pinned helm 3/4 and kubectl, a Kubernetes API (emulated or real), scripts/."""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.cluster import Cluster, connect, start_emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / ".tools" / "bin"
+HELMS = {"helm3": "v3.18.0", "helm4": "v4.1.4"}
+
+
+def tool(name: str) -> str:
+    path = TOOLS / name
+    if not path.exists():
+        pytest.fail(f"{path} missing: run `bash ci/fetch-tools.sh` (./run test does)")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    real = connect()
+    if real:
+        yield real
+        return
+    emulator = start_emulator(tmp_path_factory.mktemp("kube"))
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(params=sorted(HELMS))
+def helm_bin(request) -> str:
+    return tool(request.param)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.create_namespace(name)
+    return name
+
+
+@pytest.fixture
+def octopod_env(cluster: Cluster, helm_bin: str, tmp_path: Path, namespace: str) -> dict[str, str]:
+    """The environment Octopod would give a script, pointed at the test cluster."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCTOPOD_", "HELM_", "KUBE"))}
+    env.update(
+        HOME=str(home),
+        USER="octopod",
+        XDG_CACHE_HOME=str(home / ".cache"),
+        HELM_BIN=helm_bin,
+        KUBECTL_BIN=tool("kubectl"),
+        KUBECONFIG=str(cluster.kubeconfig),
+        PROJECT_NAME="demo",
+        BASE_DOMAIN="staging.example.com",
+        NAMESPACE=namespace,
+        HELM_TIMEOUT="60",
+    )
+    return env
+
+
+def run_script(name: str, *args: str, env: dict[str, str], cwd: Path | None = None,
+               timeout: float = 180, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Call scripts/<name> by absolute path, as Octopod does, from an unrelated directory."""
+    return subprocess.run([str(ROOT / "scripts" / name), *args], env=env, cwd=cwd or "/",
+                          capture_output=True, text=True, timeout=timeout, input=stdin)
+
+
+@pytest.fixture
+def scripts(octopod_env):
+    def call(name: str, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+        return run_script(name, *args, env={**octopod_env, **(env or {})}, **kw)
+    return call

@@ -1,0 +1,136 @@
+"""The cluster the end-to-end tests talk to: the bundled API emulator, or a real one.
+
+By default each test session starts `kube_emu.py` as a real HTTP server on
+127.0.0.1 (a child process, stopped by PID at the end). Set
+OCTOPOD_TEST_KUBECONFIG to a kubeconfig to run the same tests against a real
+cluster; then `ready()` is a no-op, since real controllers do that job.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    url: str = ""
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def emulated(self) -> bool:
+        return self.proc is not None
+
+    # -- emulator hooks (the tests acting as Kubernetes controllers)
+    def ready(self, namespace: str, name: str | None = None) -> None:
+        if not self.emulated:
+            return
+        query = f"namespace={namespace}" + (f"&name={name}" if name else "")
+        self._call("POST", f"/_emu/ready?{query}")
+
+    def requests(self) -> list[list[Any]]:
+        return self._call("GET", "/_emu/requests") if self.emulated else []
+
+    def reset_requests(self) -> None:
+        if self.emulated:
+            self._call("DELETE", "/_emu/requests")
+
+    @contextlib.contextmanager
+    def controller(self, namespace: str, interval: float = 0.1) -> Iterator[None]:
+        """While the block runs, mark the namespace's workloads ready as controllers would."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    self.ready(namespace)
+                except OSError:
+                    pass
+                stop.wait(interval)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    # -- plain API access for assertions and for driving states
+    def api(self, method: str, path: str, body: Any = None,
+            content_type: str = "application/json") -> Any:
+        if self.emulated:
+            return self._call(method, path, body, content_type)
+        args = [method.lower(), "--raw", path] if method == "GET" else None
+        if args is None:
+            raise NotImplementedError("only GET is supported against a real cluster")
+        out = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "get", "--raw", path],
+                             capture_output=True, text=True, timeout=30)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def _call(self, method: str, path: str, body: Any = None,
+              content_type: str = "application/json") -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+        return json.loads(raw) if raw else None
+
+    def create_namespace(self, name: str) -> None:
+        if self.emulated:
+            self._call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                      "metadata": {"name": name}})
+        else:
+            subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "create", "namespace", name],
+                           check=True, capture_output=True, timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_emulator(workdir: Path, *extra: str) -> Cluster:
+    kubeconfig = workdir / "kubeconfig.yaml"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "kube_emu.py"), "--port", "0", "--kubeconfig", str(kubeconfig), *extra],
+        stdout=subprocess.PIPE, stderr=open(workdir / "emulator.log", "wb"), text=True, env=env)
+    deadline = time.monotonic() + 60
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY ") or proc.poll() is not None:
+            break
+    if not line.startswith("READY "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"kube emulator did not start: {(workdir / 'emulator.log').read_text()[-2000:]}")
+    return Cluster(kubeconfig=kubeconfig, url=line.split()[1], proc=proc)
+
+
+def connect() -> Cluster | None:
+    """A real cluster when OCTOPOD_TEST_KUBECONFIG names one."""
+    path = os.environ.get("OCTOPOD_TEST_KUBECONFIG")
+    return Cluster(kubeconfig=Path(path)) if path else None
