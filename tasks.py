@@ -99,4 +99,34 @@ def wrappers(c, check=False):
         print(f"scripts/{script}")
 
 
-ns = Collection(create, update, info, config, wrappers)
+@octopod_task(help={"helm": "helm binary for the demo (default: .tools/bin/helm4)"})
+def demo(c, helm=None):
+    """Run one Octopod round (create, check, info, update, archive, restore, cleanup) on a local emulator."""
+    from invoke import Exit
+
+    from octopod_control.demo import run_demo
+
+    if run_demo(helm):
+        raise Exit(code=1)
+
+
+@octopod_task(help={"select": "only tests matching this pytest -k expression",
+                    "marker": "only tests with this pytest marker (e.g. reliability)"})
+def test(c, select=None, marker=None):
+    """Run the whole test suite (real helm 3/4, kubectl, registry and sshd; emulated API)."""
+    import subprocess
+    import sys
+
+    from invoke import Exit
+
+    argv = [sys.executable, "-m", "pytest"]
+    if select:
+        argv += ["-k", select]
+    if marker:
+        argv += ["-m", marker]
+    code = subprocess.call(argv)
+    if code:
+        raise Exit(code=code)
+
+
+ns = Collection(create, update, info, config, wrappers, demo, test)

@@ -1,0 +1,103 @@
+"""The embedded default: one Octopod round through scripts/* on a local API emulator.
+
+The emulator (tests/support/kube_emu.py) serves the Kubernetes API that real
+helm and kubectl talk to, but runs no controllers: this demo plays their part
+(it marks workloads ready) and says so. Nothing here touches a real cluster.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from .settings import PROJECT_ROOT
+
+SCRIPTS = PROJECT_ROOT / "scripts"
+TOOLS = PROJECT_ROOT / ".tools" / "bin"
+NAMESPACE = "octopod-demo"
+NAME = "feature-login"
+
+STEPS: list[tuple[str, list[str], str]] = [
+    ("create", ["--tag", "v1.0.0",
+                "--app-env-override", "GREETING=hello, world",
+                "--app-env-override", "FEATURE_FLAGS=a=1,b=2",
+                "--deployment-override", "app.replicas=2"], "deploy the staging"),
+    ("check", ["--tag", "v1.0.0"], "is it healthy and on the right tag?"),
+    ("info", [], "the URLs Octopod shows"),
+    ("update", ["--tag", "v1.1.0", "--app-env-override", "GREETING=hello again"], "roll a new tag"),
+    ("check", ["--tag", "v1.1.0"], "healthy on the new tag?"),
+    ("archive", [], "free the compute, keep the data"),
+    ("archive_check", [], "is the compute gone?"),
+    ("create", ["--tag", "v1.1.0", "--app-env-override", "GREETING=hello again"], "restore"),
+    ("check", ["--tag", "v1.1.0"], "healthy after restore?"),
+    ("archive", [], "archive again before cleanup"),
+    ("cleanup", [], "free everything"),
+    ("cleanup", [], "cleanup again: idempotent"),
+]
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_demo(helm: str | None = None) -> int:
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.support.cluster import start_emulator
+
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="octopod-demo-") as tmp:
+        work = Path(tmp)
+        say("Starting the local Kubernetes API emulator (in-memory; no real cluster is touched).")
+        cluster = start_emulator(work)
+        try:
+            cluster.create_namespace(NAMESPACE)
+            env = demo_environment(cluster.kubeconfig, work, helm)
+            say(f"API at {cluster.url}; helm: {env['HELM_BIN']}; namespace {NAMESPACE}\n")
+            for script, args, purpose in STEPS:
+                if not (SCRIPTS / script).exists():
+                    say(f"--- {script}: not built yet, skipped\n")
+                    continue
+                failures += step(cluster, env, script, args, purpose)
+        finally:
+            cluster.stop()
+    say("Demo complete." if not failures else f"Demo finished with {failures} failed step(s).")
+    return 1 if failures else 0
+
+
+def demo_environment(kubeconfig: Path, work: Path, helm: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCTOPOD_", "KUBE"))}
+    env.update(
+        HOME=str(work), XDG_CACHE_HOME=str(work / ".cache"),
+        KUBECONFIG=str(kubeconfig), PROJECT_NAME="demo", BASE_DOMAIN="staging.example.com",
+        NAMESPACE=NAMESPACE, HELM_TIMEOUT="60",
+        HELM_BIN=helm or os.environ.get("HELM_BIN") or str(TOOLS / "helm4"),
+        KUBECTL_BIN=os.environ.get("KUBECTL_BIN") or str(TOOLS / "kubectl"),
+    )
+    return env
+
+
+def step(cluster, env: dict[str, str], script: str, args: list[str], purpose: str) -> int:
+    argv = [str(SCRIPTS / script), "--project-name", "demo", "--base-domain", "staging.example.com",
+            "--namespace", NAMESPACE, "--name", NAME, *args]
+    say(f"--- {script}: {purpose}")
+    say("$ " + " ".join(shlex.quote(a) for a in [f"scripts/{script}", *argv[1:]]))
+    if script in ("create", "update"):
+        say("  (simulation: the demo marks the workloads ready, as Kubernetes controllers would)")
+    started = time.monotonic()
+    controller = cluster.controller(NAMESPACE) if script in ("create", "update") else nullcontext()
+    with controller:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - started
+    for line in done.stderr.splitlines():
+        say(f"  stderr| {line}")
+    for line in done.stdout.splitlines():
+        say(f"  stdout| {line}")
+    ok = done.returncode == 0
+    say(f"  => exit {done.returncode} in {elapsed:.2f}s {'ok' if ok else 'FAILED'}\n")
+    return 0 if ok else 1
+
