@@ -16,8 +16,13 @@ from typing import Iterable, Mapping
 from . import process
 from .errors import ExternalError
 
-# Seconds helm gets beyond its own --timeout for rendering and API calls.
+# helm's API client has no request timeout of its own: the whole helm process is
+# bounded by its --timeout plus this much (at most a minute) for rendering and API calls.
 GRACE = 60
+
+
+def process_timeout(timeout: float) -> float:
+    return timeout + min(GRACE, max(timeout, 5))
 PENDING_ERROR = "another operation (install/upgrade/rollback) is in progress"
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")
 
@@ -39,7 +44,7 @@ class Helm:
              timeout: float | None = None) -> process.Result:
         return process.run([self.binary, *args], env=self.env, stdin=stdin, echo=echo,
                            secrets=self.secrets, merge_stderr=echo,
-                           timeout=timeout or self.timeout + GRACE)
+                           timeout=timeout or process_timeout(self.timeout))
 
     # -- version
     @property
@@ -116,8 +121,22 @@ class Helm:
             args += self.wait_flags(True) if self.major >= 4 else ["--wait"]
         return self._run(args, echo=True)
 
+    # -- chart repositories (init)
+    def repo_add(self, name: str, url: str, *, username: str = "", password: str = "",
+                 timeout: float = 120) -> process.Result:
+        """Add (or replace) a chart repository; the password goes on stdin, never in argv."""
+        args = ["repo", "add", name, url, "--force-update"]
+        if username:
+            args += ["--username", username, "--password-stdin"]
+        return self._run(args, echo=True, stdin=password if username else None, timeout=timeout)
+
+    def repo_update(self, *, timeout: float = 120) -> process.Result:
+        """Refresh every repository's index; a failed download is a failure on helm 3 too."""
+        args = ["repo", "update"] + (["--fail-on-repo-update-fail"] if self.major == 3 else [])
+        return self._run(args, echo=True, timeout=timeout)
+
     def _api_timeout(self) -> float:
-        return min(self.timeout + GRACE, 120)
+        return min(process_timeout(self.timeout), 120)
 
 
 def _resolve(binary: str, env: Mapping[str, str]) -> str:

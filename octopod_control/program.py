@@ -44,6 +44,8 @@ def octopod_task(*args: Any, **kwargs: Any) -> Callable:
                 return body(*a, **kw)
             except OctopodError as exc:
                 raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            except Exit:  # a task's deliberate exit code (check's 2 and 3), not a bug
+                raise
             except KeyboardInterrupt:
                 raise Exit("error: interrupted", code=130) from None
             except Exception as exc:  # a bug: one line, the traceback only on request
@@ -69,6 +71,7 @@ class OctopodProgram(Program):
             raise _usage(exc) from None
 
     def parse_tasks(self) -> None:
+        self._refuse_repeated_flags()
         try:
             super().parse_tasks()
         except ParseError as exc:
@@ -79,6 +82,20 @@ class OctopodProgram(Program):
             raise Exit(f"error: unknown flag --{stray[0]}", code=EXIT_USAGE)
         if len(self.tasks) > 1:
             raise Exit(f"error: unexpected argument {self.tasks[1].name!r}", code=EXIT_USAGE)
+
+    def _refuse_repeated_flags(self) -> None:
+        """A single-valued flag given twice is ambiguous: refuse it rather than guess."""
+        tokens = self.core.unparsed
+        if not tokens or tokens[0] not in self.collection.task_names:
+            return
+        arguments = self.collection[tokens[0]].get_arguments()
+        single = {f"--{a.name.replace('_', '-')}" for a in arguments if a.kind is not list}
+        seen: set[str] = set()
+        for token in tokens[1:]:
+            flag = token.split("=", 1)[0]
+            if flag in single and flag in seen:
+                raise Exit(f"error: {flag}: given more than once", code=EXIT_USAGE)
+            seen.add(flag)
 
     def parse_cleanup(self) -> None:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from .. import locks
 from ..args import Deployment
 from ..errors import ExternalError
-from ..helm import PENDING_ERROR, Helm
+from ..helm import PENDING_ERROR, Helm, process_timeout
 from ..log import info as log
 from ..settings import Settings
 from ..target import Target, helm_for, resolve_chart, resolve_target
@@ -39,7 +39,8 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
             wait=settings.flag("HELM_WAIT", True), create_namespace=settings.flag("CREATE_NAMESPACE"))
 
     scope = settings.text("KUBECONFIG") or "in-cluster"
-    with locks.release_lock(scope, target.release, target.namespace, helm.timeout + 60):
+    # Wait as long as another run may hold it: an upgrade, a recovery and a second upgrade.
+    with locks.release_lock(scope, target.release, target.namespace, 2 * process_timeout(helm.timeout)):
         result = upgrade()
         if not result.ok and PENDING_ERROR in result.output:
             recover_pending(helm, target)

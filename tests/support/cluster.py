@@ -47,6 +47,15 @@ class Cluster:
             self._call("DELETE", "/_emu/requests")
 
     @contextlib.contextmanager
+    def fault(self, mode: str, prefix: str = "/", method: str | None = None) -> Iterator[None]:
+        """While the block runs, the API answers 500 (mode "500") or never answers (mode "hang")."""
+        self._call("POST", "/_emu/fault", {"mode": mode, "prefix": prefix, "method": method})
+        try:
+            yield
+        finally:
+            self._call("DELETE", "/_emu/fault")
+
+    @contextlib.contextmanager
     def controller(self, namespace: str, interval: float = 0.1) -> Iterator[None]:
         """While the block runs, mark the namespace's workloads ready as controllers would."""
         stop = threading.Event()

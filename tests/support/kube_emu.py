@@ -444,6 +444,7 @@ class KubeEmulator:
         self.events: list[tuple[int, str, tuple, dict]] = []
         self.cond = asyncio.Condition()
         self.requests: list[tuple[str, str, int]] = []
+        self.fault: dict | None = None  # test hook: {'mode': '500'|'hang', 'prefix': '/apis', 'method': 'GET'}
         self._ip = itertools.count(10)
         ns = self.discovery.res[('', 'v1', 'namespaces')]
         for name in ('default', 'kube-system', 'kube-public', 'kube-node-lease'):
@@ -455,7 +456,25 @@ class KubeEmulator:
         app.router.add_route('*', '/{tail:.*}', self.handle)
         return app
 
+    async def _injected_fault(self, request: web.Request) -> web.StreamResponse | None:
+        f = self.fault
+        if not f or request.path.startswith('/_emu/') or not request.path.startswith(f.get('prefix', '/')):
+            return None
+        if f.get('method') and f['method'] != request.method:
+            return None
+        if f['mode'] == 'hang':
+            await asyncio.sleep(3600)
+        return ApiError(500, 'InternalError', 'kube_emu: injected fault').response()
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == '/_emu/fault':
+            # test hook: POST {"mode": "500"|"hang", "prefix": "/apis", "method": "GET"} injects, DELETE clears
+            self.fault = await request.json() if request.method == 'POST' else None
+            return web.json_response(self.fault or {})
+        injected = await self._injected_fault(request)
+        if injected is not None:
+            self.requests.append((request.method, str(request.rel_url), injected.status))
+            return injected
         try:
             resp = await self._dispatch(request)
         except ApiError as e:
