@@ -9,16 +9,15 @@ exec credential plugins.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import ssl
 import subprocess
-import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from . import http1
 from .errors import ConfigError, ExternalError
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -137,21 +136,20 @@ class KubeClient:
     creds: Credentials
     timeout: float
     requests: int = 0
-    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+    _conn: http1.Connection | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls, kubeconfig: str, timeout: float) -> "KubeClient":
         return cls(load_credentials(kubeconfig, timeout), timeout)
 
     # -- transport
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> http1.Connection:
         if self._conn is None:
             url = urllib.parse.urlsplit(self.creds.server)
             if url.scheme == "https":
-                self._conn = http.client.HTTPSConnection(
-                    url.hostname, url.port or 443, timeout=self.timeout, context=self._tls())
+                self._conn = http1.Connection(url.hostname, url.port or 443, self.timeout, self._tls())
             else:
-                self._conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=self.timeout)
+                self._conn = http1.Connection(url.hostname, url.port or 80, self.timeout)
         return self._conn
 
     def _tls(self) -> ssl.SSLContext:
@@ -163,6 +161,8 @@ class KubeClient:
             context.load_verify_locations(cadata=self.creds.ca_data.decode("ascii", "replace"))
         if self.creds.cert_data and self.creds.key_data:
             # ssl only loads client certificates from files: a private dir, removed at once.
+            import tempfile  # here: importing it costs every check ~5 ms, and few kubeconfigs need it
+
             with tempfile.TemporaryDirectory(prefix="octopod-tls-") as tmp:
                 cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
                 for path, data in ((cert, self.creds.cert_data), (key, self.creds.key_data)):
@@ -210,7 +210,7 @@ class KubeClient:
         except ssl.SSLError as exc:
             self.close()
             raise ExternalError(f"Kubernetes API {self.creds.server}: TLS error: {exc.reason}") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http1.ProtocolError) as exc:
             self.close()
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise ExternalError(f"Kubernetes API {self.creds.server} unreachable: {reason}") from None

@@ -4,11 +4,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .args import Deployment
 from .errors import ConfigError
-from .helm import Helm
 from .settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:  # helm is imported only by what runs helm (check and info do not)
+    from .helm import Helm
 
 _RELEASE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,51}[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
@@ -32,6 +35,8 @@ def resolve_target(settings: Settings, deployment: Deployment) -> Target:
 
 
 def helm_for(settings: Settings, secrets: list[str] | None = None) -> Helm:
+    from .helm import Helm
+
     return Helm(settings.helm_bin, settings.environ(), settings.helm_timeout, list(secrets or []))
 
 

@@ -19,12 +19,21 @@ PATHS = {
     "Secret": "/api/v1/namespaces/{ns}/secrets",
     "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
     "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
 }
 
 
-def release_objects(client: KubeClient, namespace: str, release: str, kind: str) -> list[dict]:
-    """Objects of one kind that belong to the release (by helm's annotation or instance label)."""
-    items = client.list(PATHS[kind].format(ns=namespace))
+def release_objects(client: KubeClient, namespace: str, release: str, kind: str,
+                    label_selector: str | None = None) -> list[dict]:
+    """Objects of one kind that belong to the release (by helm's annotation or instance label).
+
+    A label_selector narrows the LIST on the server (a smaller answer in a namespace many
+    releases share); the caller then knows objects without those labels were not seen.
+    """
+    items = client.list(PATHS[kind].format(ns=namespace), label_selector=label_selector)
     return [item for item in items if belongs_to_release(item, release)]
 
 
@@ -35,3 +44,14 @@ def pods_of(workload: dict, pods: list[dict]) -> list[dict]:
         return []
     return [p for p in pods
             if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items())]
+
+
+def is_helm_record(obj: dict) -> bool:
+    """helm's own release storage (a Secret or ConfigMap labelled owner=helm)."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get("owner") == "helm"
+
+
+def release_pods(pods: list[dict], release: str, workloads: list[dict]) -> list[dict]:
+    """Pods of the release: labelled/annotated with it, or picked by one of its workloads."""
+    picked = {id(p) for w in workloads for p in pods_of(w, pods)}
+    return [p for p in pods if id(p) in picked or belongs_to_release(p, release)]
