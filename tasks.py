@@ -72,6 +72,99 @@ def info(c, name=None, namespace=None, project_name=None, base_domain=None):
     print("\n".join(lines))
 
 
+@octopod_task(help={**COMMON_HELP, "tag": "the tag that should be running (exit 3 when it is not)"})
+def check(c, name=None, namespace=None, project_name=None, base_domain=None, tag=None):
+    """Readiness now: 0 ready, 2 partial, 3 tag mismatch, 1 otherwise; reasons on stderr."""
+    from invoke import Exit
+
+    from octopod_control.actions.check import check as verdict
+
+    settings = _settings()
+    deployment = _deployment(settings, name=name, namespace=namespace, project_name=project_name,
+                             base_domain=base_domain, tag=tag)
+    code = verdict(settings, deployment, deployment.tag)
+    if code:
+        raise Exit(code=code)
+
+
+@octopod_task(help={**COMMON_HELP, **TAG_HELP})
+def tag_check(c, name=None, namespace=None, project_name=None, base_domain=None, tag=None):
+    """Exit 0 when --tag exists for every image in REGISTRY_IMAGES (stdout stays empty)."""
+    from octopod_control.actions.tag_check import tag_check as check
+    from octopod_control.errors import UsageError
+
+    if not tag:
+        raise UsageError("--tag: required")
+    settings = _settings()
+    check(settings, _deployment(settings, name=name, namespace=namespace, project_name=project_name,
+                                base_domain=base_domain, tag=tag))
+
+
+@octopod_task
+def init(c):
+    """Prepare $HOME once per pod start: SSH key/known_hosts/config, kubeconfig, Docker config, helm repo."""
+    from octopod_control.actions.init import init as prepare
+
+    prepare(_settings())
+
+
+@octopod_task(help=COMMON_HELP)
+def remote_cleanup(c, name=None, namespace=None, project_name=None, base_domain=None):
+    """Run REMOTE_CLEANUP_COMMANDS on every REMOTE_CLEANUP_HOSTS host over SSH (what cleanup does last)."""
+    from octopod_control.actions.remote_cleanup import remote_cleanup as clean
+    from octopod_control.errors import ExternalError
+
+    settings = _settings()
+    failures = clean(settings, _deployment(settings, name=name, namespace=namespace,
+                                           project_name=project_name, base_domain=base_domain))
+    if failures:
+        raise ExternalError(f"remote cleanup: {len(failures)} failure(s): " + " | ".join(failures))
+
+
+@octopod_task(help=COMMON_HELP)
+def archive(c, name=None, namespace=None, project_name=None, base_domain=None):
+    """Free the compute, keep the data (ARCHIVE_STRATEGY: scale to 0, or helm uninstall)."""
+    from octopod_control.actions.archive import archive as free
+
+    settings = _settings()
+    free(settings, _deployment(settings, name=name, namespace=namespace,
+                               project_name=project_name, base_domain=base_domain))
+
+
+@octopod_task(help=COMMON_HELP)
+def archive_check(c, name=None, namespace=None, project_name=None, base_domain=None):
+    """Exit 0 when no pod of the deployment runs any more; otherwise what still runs, on stderr."""
+    from invoke import Exit
+
+    from octopod_control.actions.archive_check import still_running
+    from octopod_control.log import info as log
+
+    settings = _settings()
+    lines = still_running(settings, _deployment(settings, name=name, namespace=namespace,
+                                                project_name=project_name, base_domain=base_domain))
+    if lines:
+        shown = lines[:20] + ([f"... and {len(lines) - 20} more"] if len(lines) > 20 else [])
+        raise Exit("not archived yet:\n" + "\n".join(f"  {line}" for line in shown), code=1)
+    log(f"{name}: archived, no compute left")
+
+
+@octopod_task(help=COMMON_HELP)
+def cleanup(c, name=None, namespace=None, project_name=None, base_domain=None):
+    """Free everything: release, PVCs, kept Secrets/ConfigMaps, namespace (optional), remote hosts."""
+    import sys
+
+    from octopod_control.actions.cleanup import cleanup as free_all
+    from octopod_control.errors import ExternalError
+
+    settings = _settings()
+    failures = free_all(settings, _deployment(settings, name=name, namespace=namespace,
+                                              project_name=project_name, base_domain=base_domain))
+    if failures:
+        for failure in failures:
+            print(f"cleanup failed: {failure}", file=sys.stderr, flush=True)
+        raise ExternalError(f"cleanup of {name}: {len(failures)} part(s) failed (listed above)")
+
+
 @octopod_task
 def config(c):
     """Print the effective configuration (env files < process environment), secrets masked."""
@@ -129,4 +222,27 @@ def test(c, select=None, marker=None):
         raise Exit(code=code)
 
 
-ns = Collection(create, update, info, config, wrappers, demo, test)
+@octopod_task(help={"out": "output directory (default: dist/utils)",
+                    "helm": "static helm binary to include as /utils/helm",
+                    "kubectl": "static kubectl binary to include as /utils/kubectl",
+                    "python": "Python to build with (default: Debian's /usr/bin/python3.11)"})
+def bundle(c, out="dist/utils", helm=None, kubectl=None, python=None):
+    """Build the static /utils bundle for Octopod's image (docs/bundle.md)."""
+    from pathlib import Path
+
+    from octopod_control import bundle as builder
+
+    from invoke import Exit
+
+    root = Path(__file__).resolve().parent
+    try:
+        names = builder.build(root / out, helm=Path(helm) if helm else None,
+                              kubectl=Path(kubectl) if kubectl else None,
+                              python=python or builder.DEFAULT_PYTHON)
+    except builder.BundleError as exc:
+        raise Exit(f"error: bundle: {exc}", code=1) from None
+    print(f"{out}/: {' '.join(names)}")
+
+
+ns = Collection(create, update, info, check, tag_check, config, wrappers, demo, test, init,
+                remote_cleanup, bundle, archive, archive_check, cleanup)
