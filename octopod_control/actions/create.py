@@ -38,13 +38,19 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
             values_files=settings.words("VALUES_FILES"), version=settings.text("CHART_VERSION"),
             wait=settings.flag("HELM_WAIT", True), create_namespace=settings.flag("CREATE_NAMESPACE"))
 
+    from .archive import RestoreStep
+
     scope = settings.text("KUBECONFIG") or "in-cluster"
     # Wait as long as another run may hold it: an upgrade, a recovery and a second upgrade.
     with locks.release_lock(scope, target.release, target.namespace, 2 * process_timeout(helm.timeout)):
+        # A restore after an archive: its reads run while helm works, its writes after a good upgrade.
+        restore = RestoreStep(settings, target)
         result = upgrade()
         if not result.ok and PENDING_ERROR in result.output:
             recover_pending(helm, target)
             result = upgrade()
+        if result.ok:
+            restore.finish()
     if not result.ok:
         raise ExternalError(f"helm upgrade --install {target.release}: failed with exit code "
                             f"{result.returncode} (helm's output is above)")

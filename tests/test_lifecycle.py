@@ -1,0 +1,261 @@
+"""archive, archive_check, restore and cleanup end to end: scripts/* by absolute path, real helm 3
+and 4 and kubectl, the emulated API. The tests act as the controllers the emulator lacks: they mark
+workloads ready, create the Pods and the StatefulSet's PVCs, and delete Pods after a scale-down.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import ROOT, tool
+from tests.test_create import octopod_args
+
+CHART = str(ROOT / "tests" / "charts" / "lifecycle")
+NAME = "life"
+ARCHIVED = "octopod.io/archived-replicas"
+
+
+def kubectl(env, *args, check=True) -> subprocess.CompletedProcess:
+    done = subprocess.run([tool("kubectl"), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert not check or done.returncode == 0, done.stderr
+    return done
+
+
+def get(env, ns, what) -> dict:
+    return json.loads(kubectl(env, "get", what, "-n", ns, "-o", "json").stdout)
+
+
+def replicas(env, ns) -> dict[str, int]:
+    return {part: get(env, ns, f"{kind}/{NAME}-{part}")["spec"]["replicas"]
+            for kind, part in (("deployment", "web"), ("deployment", "worker"), ("statefulset", "db"))}
+
+
+def act_as_controllers(cluster, ns: str, db_replicas: int) -> None:
+    """What the StatefulSet and ReplicaSet controllers would make: PVCs and running Pods."""
+    for i in range(db_replicas):
+        labels = {"app.kubernetes.io/instance": NAME, "app.kubernetes.io/component": "db"}
+        if not cluster.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data-{NAME}-db-{i}"):
+            cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", pvc(f"data-{NAME}-db-{i}", labels))
+    for component, count in (("web", 2), ("db", db_replicas)):
+        for i in range(count):
+            cluster.api("POST", f"/api/v1/namespaces/{ns}/pods", {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"{NAME}-{component}-{i}", "labels": {
+                    "app.kubernetes.io/instance": NAME, "app.kubernetes.io/component": component}},
+                "spec": {"containers": [{"name": "app", "image": "app"}]}})
+    cluster.ready(ns)  # Pods Running, PVCs Bound
+
+
+def stop_pods(cluster, ns: str) -> None:
+    """The controllers' answer to a scale-down or an uninstall: the Pods go."""
+    for pod in cluster.api("GET", f"/api/v1/namespaces/{ns}/pods")["items"]:
+        cluster.api("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}")
+
+
+def pvc(name: str, labels: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "labels": labels},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+
+
+def ours(item: dict) -> bool:
+    """Anything of the deployment: by name, release labels/annotations, or helm's record of it."""
+    meta = item["metadata"]
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    return (meta["name"].startswith(NAME) or f".{NAME}." in meta["name"]
+            or labels.get("app.kubernetes.io/instance") == NAME or labels.get("app") == NAME
+            or labels.get("octopod.test/staging") == NAME
+            or (labels.get("owner") == "helm" and labels.get("name") == NAME)
+            or annotations.get("meta.helm.sh/release-name") == NAME)
+
+
+def left_over(env, ns) -> list[str]:
+    items = get(env, ns, "all,pvc,secret,cm")["items"]
+    return [f"{i['kind']}/{i['metadata']['name']}" for i in items if ours(i)]
+
+
+def test_scale_archive_restore_cleanup(cluster, scripts, octopod_env, namespace):
+    """Octopod's sequence with ARCHIVE_STRATEGY=scale in a namespace other deployments share."""
+    env = {"CHART": CHART, "CLEANUP_SELECTORS": "octopod.test/staging={name}"}
+    args = octopod_args(NAME, namespace)
+    ns, kenv = namespace, octopod_env
+    # Someone else's things in the same namespace: cleanup must leave them alone.
+    cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+                pvc("other-data", {"app.kubernetes.io/instance": "other", "app": "other"}))
+    cluster.api("POST", f"/api/v1/namespaces/{ns}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "sh.helm.release.v1.other.v1", "labels": {"owner": "helm", "name": "other"}}})
+
+    with cluster.controller(ns):
+        done = scripts("create", *args, "--tag", "v1", env=env)
+    assert done.returncode == 0, done.stderr
+    # Operators (or autoscalers) scaled what the chart leaves unset, and web beyond the chart's 2.
+    for what, count in (("deployment/life-worker", 3), ("statefulset/life-db", 2), ("deployment/life-web", 4)):
+        kubectl(kenv, "scale", what, f"--replicas={count}", "-n", ns)
+    act_as_controllers(cluster, ns, db_replicas=2)
+    # Volumes made by hand for the deployment: one by the app=<name> default, one by CLEANUP_SELECTORS.
+    cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", pvc("hand-made", {"app": NAME}))
+    cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+                pvc("by-selector", {"octopod.test/staging": NAME}))
+
+    running = scripts("archive_check", *args, env=env)
+    assert running.returncode == 1
+    assert "deployment/life-web: spec.replicas is 4, not 0" in running.stderr
+    assert "cronjob/life-report: not suspended" in running.stderr
+    assert "Traceback" not in running.stderr and running.stdout == ""
+
+    done = scripts("archive", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "kubectl patch deployment life-web" in done.stderr  # replayable by an operator
+    assert replicas(kenv, ns) == {"web": 0, "worker": 0, "db": 0}
+    recorded = {w: get(kenv, ns, w)["metadata"]["annotations"][ARCHIVED]
+                for w in ("deployment/life-web", "deployment/life-worker", "statefulset/life-db")}
+    assert recorded == {"deployment/life-web": "4", "deployment/life-worker": "3", "statefulset/life-db": "2"}
+    assert get(kenv, ns, "cronjob/life-report")["spec"]["suspend"] is True
+
+    pods_left = scripts("archive_check", *args, env=env)
+    assert pods_left.returncode == 1 and "pod/life-web-0: Running" in pods_left.stderr
+    stop_pods(cluster, ns)
+    archived = scripts("archive_check", *args, env=env)
+    assert archived.returncode == 0, archived.stderr
+
+    again = scripts("archive", *args, env=env)  # idempotent: the records are not overwritten with 0
+    assert again.returncode == 0, again.stderr
+    assert get(kenv, ns, "deployment/life-worker")["metadata"]["annotations"][ARCHIVED] == "3"
+    pvcs = {p["metadata"]["name"] for p in get(kenv, ns, "pvc")["items"]}
+    assert {"life-uploads", "data-life-db-0", "data-life-db-1", "hand-made"} <= pvcs
+    assert get(kenv, ns, "secret/life-creds")["data"]["password"]
+
+    with cluster.controller(ns):  # restore = create again, same tag
+        done = scripts("create", *args, "--tag", "v1", env=env)
+    assert done.returncode == 0, done.stderr
+    # web: what the chart asks (helm's three-way merge / server-side apply); the others: what ran.
+    assert replicas(kenv, ns) == {"web": 2, "worker": 3, "db": 2}
+    web = get(kenv, ns, "deployment/life-web")
+    assert ARCHIVED not in (web["metadata"].get("annotations") or {})
+    report = get(kenv, ns, "cronjob/life-report")
+    assert not report["spec"].get("suspend")
+    assert not any(k.startswith("octopod.io/") for k in report["metadata"].get("annotations") or {})
+    assert scripts("archive_check", *args, env=env).returncode == 1
+
+    assert scripts("archive", *args, env=env).returncode == 0
+    done = scripts("cleanup", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert left_over(kenv, ns) == []
+    assert cluster.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/other-data")
+    assert cluster.api("GET", f"/api/v1/namespaces/{ns}/secrets/sh.helm.release.v1.other.v1")
+    again = scripts("cleanup", *args, env=env)
+    assert again.returncode == 0, again.stderr
+
+
+def test_uninstall_archive_restore_cleanup(cluster, scripts, octopod_env, namespace):
+    """ARCHIVE_STRATEGY=uninstall with a namespace per deployment, which cleanup deletes."""
+    deploy_ns = f"{namespace}-{NAME}"
+    env = {"CHART": CHART, "ARCHIVE_STRATEGY": "uninstall", "DEPLOY_NAMESPACE": "{namespace}-{name}",
+           "CREATE_NAMESPACE": "true", "CLEANUP_NAMESPACE": "true"}
+    args = octopod_args(NAME, namespace)
+    kenv = octopod_env
+
+    with cluster.controller(deploy_ns):
+        done = scripts("create", *args, "--tag", "v1", env=env)
+    assert done.returncode == 0, done.stderr
+    act_as_controllers(cluster, deploy_ns, db_replicas=1)
+    assert scripts("archive_check", *args, env=env).returncode == 1
+
+    done = scripts("archive", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    still = scripts("archive_check", *args, env=env)
+    assert still.returncode == 1 and "pod/life-db-0: Running" in still.stderr
+    stop_pods(cluster, deploy_ns)
+    archived = scripts("archive_check", *args, env=env)
+    assert archived.returncode == 0, archived.stderr
+    pvcs = {p["metadata"]["name"] for p in get(kenv, deploy_ns, "pvc")["items"]}
+    assert {"life-uploads", "data-life-db-0"} <= pvcs  # kept, and the StatefulSet's
+    assert get(kenv, deploy_ns, "secret/life-creds")
+    assert scripts("archive", *args, env=env).returncode == 0  # nothing installed: still success
+
+    with cluster.controller(deploy_ns):  # restore: a fresh install re-adopts the kept objects
+        done = scripts("create", *args, "--tag", "v1", env=env)
+    assert done.returncode == 0, done.stderr
+    assert replicas(kenv, deploy_ns) == {"web": 2, "worker": 1, "db": 1}  # nothing recorded survives
+
+    assert scripts("archive", *args, env=env).returncode == 0
+    done = scripts("cleanup", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert left_over(kenv, deploy_ns) == []
+    assert cluster.api("GET", f"/api/v1/namespaces/{deploy_ns}") is None
+    again = scripts("cleanup", *args, env=env)
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("strategy", ["scale", "uninstall"])
+def test_archive_of_a_never_created_name(scripts, namespace, strategy):
+    env = {"CHART": CHART, "ARCHIVE_STRATEGY": strategy}
+    done = scripts("archive", *octopod_args("never-made", namespace), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "nothing to archive" in done.stderr
+    assert scripts("archive_check", *octopod_args("never-made", namespace), env=env).returncode == 0
+
+
+def test_cleanup_with_the_api_unreachable(scripts, namespace, tmp_path):
+    dead = tmp_path / "dead.yaml"
+    dead.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "dead", "user": {"token": "x"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}]}))
+    started = time.monotonic()
+    done = scripts("cleanup", *octopod_args(NAME, namespace), env={"KUBECONFIG": str(dead)})
+    assert done.returncode == 1
+    assert "cleanup failed: Kubernetes part skipped: Kubernetes API http://127.0.0.1:9 unreachable" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: cleanup of life: 1 part(s) failed")
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_cleanup_with_the_api_hanging_is_bounded(cluster, scripts, namespace):
+    started = time.monotonic()
+    with cluster.fault("hang", prefix=f"/api/v1/namespaces/{namespace}"):
+        done = scripts("cleanup", *octopod_args(NAME, namespace),
+                       env={"KUBE_TIMEOUT": "2", "CLEANUP_TIMEOUT": "5"})
+    assert done.returncode == 1
+    assert "timed out after 2s" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_cleanup_never_deletes_a_shared_namespace_and_carries_on(cluster, scripts, namespace):
+    cluster.api("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", pvc("hand-made", {"app": NAME}))
+    done = scripts("cleanup", *octopod_args(NAME, namespace),
+                   env={"CLEANUP_NAMESPACE": "true", "REMOTE_CLEANUP_HOSTS": "127.0.0.1:9",
+                        "REMOTE_CLEANUP_COMMANDS": "true", "REMOTE_CONNECT_TIMEOUT": "2"})
+    assert done.returncode == 1
+    failed = [line for line in done.stderr.splitlines() if line.startswith("cleanup failed: ")]
+    assert len(failed) == 2, done.stderr
+    assert "has no {name}" in failed[0] and "remote cleanup" in failed[1]
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}")  # the shared namespace stays
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/hand-made") is None
+
+
+def test_an_unknown_strategy_is_a_configuration_error(scripts, namespace):
+    done = scripts("archive", *octopod_args(NAME, namespace), env={"ARCHIVE_STRATEGY": "delete"})
+    assert done.returncode == 78
+    assert done.stderr.strip() == "error: ARCHIVE_STRATEGY='delete': expected scale or uninstall"
+
+
+def test_pvc_selectors_and_rendered_specs():
+    from octopod_control.actions.archive import rendered_specs
+    from octopod_control.actions.cleanup import pvc_selectors
+    from octopod_control.args import Deployment
+    from octopod_control.settings import Settings
+    from octopod_control.target import Target
+
+    settings = Settings({"CLEANUP_SELECTORS": " team/staging={name} ; app={name};tier=db,app={name} "})
+    assert pvc_selectors(settings, Deployment("feat", "ns"), Target("rel-feat", "ns")) == [
+        "app.kubernetes.io/instance=rel-feat", "app=feat", "team/staging=feat", "tier=db,app=feat"]
+    manifest = ("---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n"
+                "---\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n")
+    specs = rendered_specs({"manifest": manifest})
+    assert "replicas" in specs[("Deployment", "web")] and "replicas" not in specs[("StatefulSet", "db")]
+    assert rendered_specs({"manifest": ""}) is None and rendered_specs(None) is None
