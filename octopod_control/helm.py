@@ -5,6 +5,7 @@ Works with helm 3 and helm 4; the major version is found once per binary
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from . import process
+from . import log, process
 from .errors import ExternalError
 
 # helm's API client has no request timeout of its own: the whole helm process is
@@ -23,7 +24,10 @@ GRACE = 60
 
 def process_timeout(timeout: float) -> float:
     return timeout + min(GRACE, max(timeout, 5))
+
+
 PENDING_ERROR = "another operation (install/upgrade/rollback) is in progress"
+CLIENT_SIDE_APPLY_ERROR = "forceConflicts enabled when serverSideApply disabled"
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")
 
 
@@ -86,6 +90,26 @@ class Helm:
     def upgrade_install(self, release: str, chart: str, namespace: str, *, values: str,
                         values_files: Iterable[str] = (), version: str = "", wait: bool = True,
                         create_namespace: bool = False) -> process.Result:
+        """helm upgrade --install; on helm 4, taking back fields other managers changed."""
+        run = functools.partial(self._upgrade_install, release, chart, namespace, values=values,
+                                values_files=list(values_files), version=version, wait=wait,
+                                create_namespace=create_namespace)
+        if self.major < 4:
+            return run(force_conflicts=False)
+        # helm 4 applies server-side: a field another manager touched (archive's replica
+        # patch, a hand `kubectl scale`) would fail the upgrade, and Octopod sends the
+        # complete desired state. A release helm 3 installed keeps client-side apply
+        # (helm's "auto"), where --force-conflicts is refused and not needed.
+        result = run(force_conflicts=True)
+        if not result.ok and CLIENT_SIDE_APPLY_ERROR in result.output:
+            log.info(f"release {release} uses client-side apply (installed by helm 3); "
+                     "upgrading without --force-conflicts")
+            result = run(force_conflicts=False)
+        return result
+
+    def _upgrade_install(self, release: str, chart: str, namespace: str, *, values: str,
+                         values_files: list[str], version: str, wait: bool, create_namespace: bool,
+                         force_conflicts: bool) -> process.Result:
         args = ["upgrade", "--install", release, chart, "--namespace", namespace,
                 "--reset-values", "--hide-notes", "--timeout", f"{int(self.timeout)}s"]
         if version:
@@ -93,6 +117,8 @@ class Helm:
         if create_namespace:
             args.append("--create-namespace")
         args += self.wait_flags(wait)
+        if force_conflicts:
+            args.append("--force-conflicts")
         for path in values_files:
             args += ["--values", path]
         args += ["--values", "-"]  # ours last: the overrides win

@@ -72,9 +72,16 @@ def _exec_token(spec: Mapping[str, Any], timeout: float) -> str:
 
 
 def load_credentials(kubeconfig: str, timeout: float) -> Credentials:
-    """Credentials of the current context of KUBECONFIG (first file), else the in-cluster account."""
+    """Credentials of the current context, found as kubectl and helm find it.
+
+    KUBECONFIG (its first file), else ~/.kube/config when it exists, else the pod's
+    service account.
+    """
     if not kubeconfig:
-        return _in_cluster()
+        default = os.path.join(os.path.expanduser("~"), ".kube", "config")
+        if not os.path.isfile(default):
+            return _in_cluster()
+        kubeconfig = default
     path = kubeconfig.split(os.pathsep)[0]
     try:
         with open(path, "rb") as handle:

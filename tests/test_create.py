@@ -202,3 +202,25 @@ def test_wrappers_are_up_to_date():
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "--search-root", str(ROOT), "wrappers",
                            "--check"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_helm4_takes_back_fields_and_upgrades_helm3_releases(cluster, scripts, octopod_env, namespace,
+                                                             tmp_path):
+    """helm 4 gets --force-conflicts (server-side apply); a helm-3 release keeps client-side apply."""
+    recorder = tmp_path / "helm"
+    argv_log = tmp_path / "argv.log"
+    recorder.write_text(f'#!/bin/sh\necho "$*" >> {argv_log}\nexec {tool("helm4")} "$@"\n')
+    recorder.chmod(0o755)
+    args = octopod_args("mixed", namespace, "--tag", "v1")
+    with cluster.controller(namespace):
+        assert scripts("create", *args, env={"HELM_BIN": tool("helm3")}).returncode == 0
+        done = scripts("update", *octopod_args("mixed", namespace, "--tag", "v2"),
+                       env={"HELM_BIN": str(recorder)})
+        assert done.returncode == 0, done.stderr
+        assert "uses client-side apply" in done.stderr
+        fresh = scripts("create", *octopod_args("fresh4", namespace, "--tag", "v1"),
+                        env={"HELM_BIN": str(recorder)})
+        assert fresh.returncode == 0, fresh.stderr
+    upgrades = [line for line in argv_log.read_text().splitlines() if line.startswith("upgrade")]
+    assert [("--force-conflicts" in line) for line in upgrades] == [True, False, True]
+    assert helm_values(octopod_env, "mixed", namespace)["app"]["tag"] == "v2"
