@@ -1,0 +1,227 @@
+"""The static /utils bundle (issue 7): built once per source hash, run in a bare chroot.
+
+The chroot holds busybox-static and the bundle's files only (and /dev/null): no
+Python, no loader under /lib64, no /etc/passwd, no /proc. Scripts run as uid 1000 with Octopod's
+minimal environment, against the emulator on 127.0.0.1 (a chroot keeps the network
+namespace). Tests marked `slow` build the bundle the first time (about a minute; then
+cached under build/bundle/ by a hash of every input) and need root for chroot.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from octopod_control import bundle, frozen
+from octopod_control.wrappers import OCTOPOD_SCRIPTS
+from tests.conftest import ROOT, tool
+
+BUSYBOX = Path("/bin/busybox")
+UID = 1000
+OCTOPOD_ENV = ["PATH=/utils:/bin", "USER=octopod", "HOME=/home/octopod"]
+COMMON = ["--project-name", "demo", "--base-domain", "staging.example.com"]
+
+
+# -- fast unit tests (no build)
+def test_child_environ_strips_bundle_plumbing_when_frozen(monkeypatch):
+    env = {"PATH": "/utils:/bin", "_PYI_ARCHIVE_FILE": "x", "_PYI_PARENT_PROCESS_LEVEL": "1",
+           "_MEIPASS2": "/tmp/_MEI1", "LD_LIBRARY_PATH": "/cache/app/_internal",
+           "OCTOPOD_BUNDLE_CACHE": "/c", "KUBECONFIG": "/k"}
+    assert frozen.child_environ(env) == env  # not frozen: untouched
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", "/cache/app/_internal", raising=False)
+    assert frozen.child_environ(env) == {"PATH": "/utils:/bin", "KUBECONFIG": "/k"}
+    mine = {"LD_LIBRARY_PATH": "/cache/app/_internal", "LD_LIBRARY_PATH_ORIG": "/opt/lib"}
+    assert frozen.child_environ(mine) == {"LD_LIBRARY_PATH": "/opt/lib"}
+    assert frozen.child_environ({"LD_LIBRARY_PATH": "/opt/lib"}) == {"LD_LIBRARY_PATH": "/opt/lib"}
+
+
+def test_tmpdir_falls_back_under_home_when_tmp_is_unwritable(tmp_path, monkeypatch):
+    monkeypatch.setattr(frozen, "_usable_dir", lambda p: p.startswith(str(tmp_path)) and os.path.isdir(p))
+    env = {"HOME": str(tmp_path)}
+    frozen.ensure_tmpdir(env)
+    assert env["TMPDIR"] == str(tmp_path / ".cache" / "octopod-control" / "tmp")
+    assert stat.S_IMODE(os.stat(env["TMPDIR"]).st_mode) == 0o700
+
+
+def test_elf_interp_tells_static_from_dynamic():
+    assert bundle.elf_interp(BUSYBOX) is None
+    assert bundle.elf_interp(Path(sys.executable).resolve()) is not None
+
+
+def test_wrapper_execs_the_program_with_the_task_name():
+    text = bundle.wrapper("archive_check")
+    assert text.startswith("#!/bin/sh\n")
+    assert 'exec "$here/octopod-control" archive-check "$@"' in text
+
+
+def test_source_key_follows_the_sources(tmp_path):
+    (tmp_path / "tasks.py").write_text("a")
+    first = bundle.source_key(tmp_path)
+    assert bundle.source_key(tmp_path) == first
+    (tmp_path / "tasks.py").write_text("b")
+    assert bundle.source_key(tmp_path) != first
+
+
+# -- the built bundle in a chroot
+@pytest.fixture(scope="module")
+def jail(tmp_path_factory) -> Path:
+    """A chroot: busybox, the bundle in /utils (with helm and kubectl), a home for uid 1000."""
+    if os.geteuid() != 0:
+        pytest.skip("chroot needs root (CI runs as root)")
+    if not BUSYBOX.exists():
+        pytest.fail("/bin/busybox missing: apt-get install busybox-static (./run does)")
+    root = tmp_path_factory.mktemp("jail")
+    os.chmod(root, 0o755)
+    try:
+        bundle.build(root / "utils", helm=Path(tool("helm4")), kubectl=Path(tool("kubectl")),
+                     log=lambda line: print(line, file=sys.stderr))
+    except bundle.BundleError as exc:
+        pytest.fail(f"bundle build failed: {exc}")
+    (root / "bin").mkdir()
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+    for name, mode, owner in (("home/octopod", 0o755, UID), ("copy", 0o755, UID), ("tmp", 0o1777, 0),
+                              ("kube", 0o755, 0), ("dev", 0o755, 0)):
+        path = root / name
+        path.mkdir(parents=True)
+        os.chown(path, owner, owner)
+        path.chmod(mode)
+    # Every container has /dev/null; subprocess opens it for a child's empty stdin.
+    os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    (root / "dev" / "null").chmod(0o666)
+    return root
+
+
+def in_jail(root: Path, *argv: str, env: tuple[str, ...] = (), timeout: float = 180,
+            ) -> subprocess.CompletedProcess:
+    """argv inside the chroot as uid 1000 with Octopod's environment (plus env)."""
+    command = ["chroot", f"--userspec={UID}:{UID}", str(root), "/bin/env", "-i",
+               *OCTOPOD_ENV, *env, *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def reset_home(root: Path) -> Path:
+    home = root / "home" / "octopod"
+    shutil.rmtree(home)
+    home.mkdir()
+    os.chown(home, UID, UID)
+    return home
+
+
+@pytest.fixture
+def kubeconfig(jail: Path, cluster) -> str:
+    shutil.copyfile(cluster.kubeconfig, jail / "kube" / "config")
+    (jail / "kube" / "config").chmod(0o644)
+    return "KUBECONFIG=/kube/config"
+
+
+@pytest.fixture
+def writable_tmp(jail: Path) -> Iterator[None]:
+    yield
+    (jail / "tmp").chmod(0o1777)
+
+
+@pytest.mark.slow
+def test_utils_holds_only_static_plain_files(jail):
+    entries = sorted(p.name for p in (jail / "utils").iterdir())
+    assert entries == sorted([*OCTOPOD_SCRIPTS, "octopod-control", "helm", "kubectl"])
+    for path in (jail / "utils").iterdir():
+        info = path.lstat()
+        assert stat.S_ISREG(info.st_mode), path
+        assert stat.S_IMODE(info.st_mode) == 0o755, path
+        if bundle.is_elf(path):
+            assert bundle.elf_interp(path) is None, f"{path.name} is dynamically linked"
+        else:
+            assert path.read_text().startswith("#!/bin/sh\n"), path
+
+
+@pytest.mark.slow
+def test_octopod_init_container_copy_succeeds(jail):
+    done = in_jail(jail, "/bin/sh", "-c", "cp /utils/* /copy/")
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(jail / "copy")) == sorted(os.listdir(jail / "utils"))
+
+
+@pytest.mark.slow
+def test_info_prints_octopod_csv(jail, kubeconfig):
+    reset_home(jail)
+    for _ in range(2):  # the first call unpacks into the cache, the second runs from it
+        done = in_jail(jail, "info", *COMMON, "--namespace", "ns", "--name", "foo", env=(kubeconfig,))
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines and all("," in line for line in lines), done.stdout
+        assert "app,https://foo.staging.example.com" in lines
+    cache = jail / "home/octopod/.cache/octopod-control"
+    keys = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert len(keys) == 1 and (keys[0] / ".complete").is_file()
+
+
+@pytest.mark.slow
+def test_config_reads_the_bundled_defaults(jail):
+    done = in_jail(jail, "/utils/octopod-control", "config")
+    assert done.returncode == 0, done.stderr
+    assert "CHART=charts/example" in done.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_create_and_check_against_the_emulator(jail, cluster, namespace, kubeconfig, writable_tmp):
+    """create with /tmp unwritable (TMPDIR falls back under $HOME); helm's env has no plumbing."""
+    reset_home(jail)
+    spy = jail / "bin" / "helm-spy"
+    spy.write_text("#!/bin/sh\nenv > /home/octopod/helm.env\nexec /utils/helm \"$@\"\n")
+    spy.chmod(0o755)
+    (jail / "tmp").chmod(0o755)  # root's: not writable by uid 1000
+    args = [*COMMON, "--namespace", namespace, "--name", "web"]
+    with cluster.controller(namespace):
+        done = in_jail(jail, "create", *args, "--tag", "v1", "--app-env-override", "A=a,b",
+                       env=(kubeconfig, "HELM_BIN=/bin/helm-spy", "HELM_TIMEOUT=60"))
+    assert done.returncode == 0, done.stderr
+    child_env = (jail / "home/octopod/helm.env").read_text()
+    for leak in ("LD_LIBRARY_PATH", "_PYI_", "_MEIPASS", "OCTOPOD_BUNDLE"):
+        assert leak not in child_env, child_env
+    assert "TMPDIR=/home/octopod/.cache/octopod-control/tmp" in child_env.splitlines()
+    (jail / "tmp").chmod(0o1777)
+    script = "check" if "check" in _task_names() else "info"
+    done = in_jail(jail, script, *args, *(["--tag", "v1"] if script == "check" else []),
+                   env=(kubeconfig,))
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_corrupt_or_unusable_cache_falls_back(jail):
+    home = reset_home(jail)
+    assert in_jail(jail, "/utils/octopod-control", "config").returncode == 0
+    cache = home / ".cache/octopod-control"
+    entry = next(p for p in cache.iterdir() if not p.name.startswith("."))
+    (entry / ".complete").chmod(0o600)
+    (entry / ".complete").write_text("garbage")
+    (entry / "app/octopod-control").unlink()
+    done = in_jail(jail, "/utils/octopod-control", "config")
+    assert done.returncode == 0, done.stderr  # the broken entry was replaced
+    assert (entry / "app/octopod-control").is_file()
+    # $HOME unwritable: the cache goes to /tmp/octopod-control-<uid>.
+    done = in_jail(jail, "/utils/octopod-control", "config", env=("HOME=/nonexistent",))
+    assert done.returncode == 0, done.stderr
+    assert (jail / f"tmp/octopod-control-{UID}").is_dir()
+    shutil.rmtree(jail / f"tmp/octopod-control-{UID}")
+    # No cache at all: unpacked privately for the call, removed afterwards.
+    done = in_jail(jail, "/utils/octopod-control", "config", env=("OCTOPOD_BUNDLE_NO_CACHE=1",))
+    assert done.returncode == 0, done.stderr
+    assert not [p for p in (jail / "tmp").iterdir() if p.name.startswith("octopod-control")]
+
+
+def _task_names() -> set[str]:
+    sys.path.insert(0, str(ROOT))
+    import tasks
+
+    return set(tasks.ns.task_names)
