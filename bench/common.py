@@ -4,12 +4,15 @@ These machines are shared and noisy, so only ratios measured in the same run mea
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,3 +44,23 @@ def report(title: str, medians: dict[str, float], baseline: str, rounds: int) ->
     print(f"{'case':<44} {'median ms':>10} {'ratio':>7} {'delta ms':>9}")
     for name, value in medians.items():
         print(f"{name:<44} {value * 1000:>10.1f} {value / base:>7.2f} {(value - base) * 1000:>9.1f}")
+
+
+@contextlib.contextmanager
+def emulated_cluster(**settings: str) -> Iterator[tuple[Path, Any, dict[str, str]]]:
+    """A work dir, an auto-ready API emulator with namespace `bench`, and the scripts' environment."""
+    from tests.support.cluster import start_emulator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cluster = start_emulator(work, "--auto-ready")
+        try:
+            cluster.create_namespace("bench")
+            env = dict(os.environ, HOME=str(work), XDG_CACHE_HOME=str(work / "cache"),
+                       KUBECONFIG=str(cluster.kubeconfig), HELM_BIN=str(ROOT / ".tools/bin/helm4"),
+                       KUBECTL_BIN=str(ROOT / ".tools/bin/kubectl"), HELM_WAIT="false",
+                       NAMESPACE="bench")
+            env.update(settings)
+            yield work, cluster, env
+        finally:
+            cluster.stop()

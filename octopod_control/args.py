@@ -13,7 +13,7 @@ from .errors import UsageError
 from .log import warn
 
 _NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,51}[a-z0-9])?")  # DNS-1123 label, helm's 53
-_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+NAMESPACE_PATTERN = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -78,7 +78,7 @@ def validate_name(value: str | None) -> str:
 def validate_namespace(value: str) -> str:
     if not value:
         raise UsageError("--namespace: required (or set NAMESPACE)")
-    return _check("--namespace", value, _NAMESPACE, "a valid namespace (DNS-1123 label)")
+    return _check("--namespace", value, NAMESPACE_PATTERN, "a valid namespace (DNS-1123 label)")
 
 
 def validate_tag(value: str | None) -> str:

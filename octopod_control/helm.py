@@ -141,11 +141,9 @@ class Helm:
         return self._run(["rollback", release, str(revision), "--namespace", namespace,
                           "--timeout", f"{int(self.timeout)}s"], echo=True)
 
-    def uninstall(self, release: str, namespace: str, *, wait: bool = False) -> process.Result:
-        args = ["uninstall", release, "--namespace", namespace, "--timeout", f"{int(self.timeout)}s"]
-        if wait:
-            args += self.wait_flags(True) if self.major >= 4 else ["--wait"]
-        return self._run(args, echo=True)
+    def uninstall(self, release: str, namespace: str) -> process.Result:
+        return self._run(["uninstall", release, "--namespace", namespace,
+                          "--timeout", f"{int(self.timeout)}s"], echo=True)
 
     # -- chart repositories (init)
     def repo_add(self, name: str, url: str, *, username: str = "", password: str = "",

@@ -1,7 +1,9 @@
 """Per-release locks, so two runs for the same deployment on one host take turns.
 
 Runs for different deployments use different lock files and never wait on each
-other. The lock lives in a private per-user directory.
+other. The locks live in a private per-user directory that we verify is ours
+(owner, not a symlink; mode tightened to 0700) before trusting it: another local user must not
+be able to hold our locks or plant links in their place.
 """
 from __future__ import annotations
 
@@ -9,19 +11,37 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import ExternalError
 
+if TYPE_CHECKING:
+    from .settings import Settings
+    from .target import Target
+
+
+def _private_dir(path: Path) -> Path:
+    """Create path 0700 if absent; refuse it unless it is a real directory of ours; make it 0700."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ExternalError(f"lock directory {path} is not a directory of ours (a symlink, or "
+                            "another user's); remove it or set XDG_RUNTIME_DIR")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)  # ours but too open (an older version made it 0755): tighten it
+    return path
+
 
 def lock_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = Path(base) / f"octopod-control-{os.getuid()}" / "locks"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    return _private_dir(_private_dir(base / f"octopod-control-{os.getuid()}") / "locks")
 
 
 @contextlib.contextmanager
@@ -29,7 +49,7 @@ def release_lock(scope: str, release: str, namespace: str, timeout: float) -> It
     """Hold an exclusive lock on (scope, namespace, release) or fail after timeout seconds."""
     digest = hashlib.sha256(f"{scope}\0{namespace}\0{release}".encode()).hexdigest()[:24]
     path = lock_dir() / f"{namespace}.{release}.{digest}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -45,3 +65,9 @@ def release_lock(scope: str, release: str, namespace: str, timeout: float) -> It
         yield
     finally:
         os.close(fd)
+
+
+def deployment_lock(settings: "Settings", target: "Target", timeout: float) -> contextlib.AbstractContextManager:
+    """The lock create, archive and cleanup share for one release of one cluster."""
+    scope = settings.text("KUBECONFIG") or "in-cluster"
+    return release_lock(scope, target.release, target.namespace, timeout)

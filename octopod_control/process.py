@@ -6,6 +6,7 @@ are replaced by ``***`` in everything we print.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,13 +35,19 @@ class Result:
 
 class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret containing another is replaced whole.
-        self.secrets = sorted({s for s in secrets if len(s) >= _MIN_REDACTED}, key=len, reverse=True)
+        # Each value also as helm and the API quote it in errors (JSON / Go %q escapes);
+        # longest first, so a secret containing another is replaced whole.
+        forms = {form for s in secrets if len(s) >= _MIN_REDACTED for form in _quoted_forms(s)}
+        self.secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _quoted_forms(secret: str) -> set[str]:
+    return {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
 
 
 def describe(argv: Sequence[str]) -> str:
@@ -77,8 +84,10 @@ def run(
             env=dict(env) if env is not None else None,
             start_new_session=True,  # so a timeout kills the whole process group
         )
-    except FileNotFoundError:
-        raise ExternalError(f"{what}: {argv[0]} not found (is it installed and on PATH?)") from None
+    except FileNotFoundError as exc:
+        missing = exc.filename or argv[0]
+        hint = " (is it installed and on PATH?)" if missing == argv[0] else ""
+        raise ExternalError(f"{what}: cannot start: {missing} not found{hint}") from None
     except PermissionError:
         raise ExternalError(f"{what}: {argv[0]} is not executable") from None
 
@@ -100,11 +109,10 @@ def run(
     for reader in readers:
         reader.start()
     if stdin is not None:
-        try:
-            proc.stdin.write(stdin.encode("utf-8"))
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the child exited early; its exit code tells why
+        # Fed from a thread: a child that stalls before reading must not block us past the timeout.
+        readers.append(threading.Thread(target=_feed, args=(proc.stdin, stdin.encode("utf-8")),
+                                        daemon=True))
+        readers[-1].start()
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -113,6 +121,14 @@ def run(
     for reader in readers:
         reader.join(timeout=5)
     return Result(argv, proc.returncode, "".join(chunks), "".join(errors))
+
+
+def _feed(stream, data: bytes) -> None:
+    try:
+        stream.write(data)
+        stream.close()
+    except (BrokenPipeError, ValueError, OSError):
+        pass  # the child exited or was killed early; its exit code tells why
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -16,12 +16,12 @@ import os
 import re
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlencode, urlsplit
 
+from .deadline import Deadline
 from .errors import ConfigError, ExternalError, OctopodError
 
 # Every manifest kind a tag may point at; a multi-arch tag (index/list) counts as present.
@@ -281,15 +281,6 @@ class Response:
     body: bytes
 
 
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
-
-
 _RETRYABLE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
               http.client.RemoteDisconnected)
 
@@ -544,7 +535,7 @@ class Result:
 def check_images(images: list[ImageRef], tag: str, *, timeout: float, insecure: set[str] | bool,
                  credentials: Callable[[str, float], Credentials | None]) -> list[Result]:
     """Check every image, one thread per registry, the whole run bounded by `timeout`."""
-    deadline = Deadline(timeout)
+    deadline = Deadline(timeout, "REGISTRY_TIMEOUT")
     tokens: TokenCache = {}
     groups: dict[str, list[ImageRef]] = {}
     for image in images:

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .args import Deployment
-from .errors import ConfigError
+from .args import NAMESPACE_PATTERN, Deployment
+from .errors import ConfigError, UsageError
 from .settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:  # helm is imported only by what runs helm (check and info do not)
     from .helm import Helm
 
+# helm's own rule for release names: a DNS-1123 label of at most 53 characters.
 _RELEASE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,51}[a-z0-9])?")
-_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,18 @@ def resolve_target(settings: Settings, deployment: Deployment) -> Target:
     namespace = settings.render("DEPLOY_NAMESPACE", "{namespace}", fields)
     if not _RELEASE.fullmatch(release):
         raise ConfigError(f"RELEASE_NAME gives {release!r}, not a valid helm release name")
-    if not _NAMESPACE.fullmatch(namespace):
+    if not NAMESPACE_PATTERN.fullmatch(namespace):
         raise ConfigError(f"DEPLOY_NAMESPACE gives {namespace!r}, not a valid namespace")
+    if "{name}" in (settings.text("DEPLOY_NAMESPACE") or "") and _reserved(namespace, deployment):
+        # The deployment's name picks the namespace, and cleanup may delete it: never a system one.
+        raise UsageError(f"--name: {deployment.name} would deploy into the namespace {namespace}, "
+                         "which belongs to the cluster or to Octopod")
     return Target(release, namespace)
+
+
+def _reserved(namespace: str, deployment: Deployment) -> bool:
+    return (namespace in ("default", deployment.namespace)
+            or namespace.startswith(("kube-", "openshift")))
 
 
 def helm_for(settings: Settings, secrets: list[str] | None = None) -> Helm:

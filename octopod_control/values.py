@@ -13,7 +13,7 @@ from typing import Any
 from .args import Deployment, split_path
 from .errors import ConfigError, UsageError
 
-_INT = re.compile(r"[-+]?[1-9][0-9]*|0")
+_INT = re.compile(r"[-+]?[0-9]+")
 # Characters YAML treats as line breaks or rejects as unprintable; JSON leaves
 # them raw with ensure_ascii=False, so they are escaped by hand.
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
@@ -28,7 +28,9 @@ def helm_typed(value: str) -> Any:
         return False
     if lowered == "null":
         return None
-    if _INT.fullmatch(value):
+    # strvals: "0" is 0; otherwise Go's ParseInt, but only when the first character is not
+    # a zero (so "0123" stays a string while "-012" and "+5" are ints).
+    if value == "0" or (value[:1] != "0" and _INT.fullmatch(value)):
         number = int(value)
         if -(2**63) <= number < 2**63:
             return number

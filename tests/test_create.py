@@ -134,6 +134,39 @@ def test_a_release_left_pending_is_recovered(cluster, scripts, octopod_env, name
     assert json.loads(status.stdout)["info"]["status"] == "deployed"
 
 
+def test_a_release_left_pending_upgrade_is_rolled_back_then_upgraded(cluster, scripts, octopod_env,
+                                                                     namespace):
+    """A run killed mid-upgrade leaves `pending-upgrade`; the next create rolls back, then upgrades."""
+    env = dict(octopod_env, HELM_TIMEOUT="30")
+    with cluster.controller(namespace):
+        assert scripts("create", *octopod_args("feat-9", namespace, "--tag", "v1")).returncode == 0
+    helm = subprocess.Popen([env["HELM_BIN"], "upgrade", "feat-9", str(ROOT / "charts" / "example"),
+                             "-n", namespace, "--wait", "--timeout", "30s", "--set", "app.tag=v2"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            status = subprocess.run([env["HELM_BIN"], "status", "feat-9", "-n", namespace, "-o", "json"],
+                                    env=env, capture_output=True, text=True, timeout=30)
+            if json.loads(status.stdout)["info"]["status"] == "pending-upgrade":
+                break
+        else:
+            pytest.fail("helm never recorded a pending upgrade")
+    finally:
+        helm.kill()
+        helm.wait()
+    with cluster.controller(namespace):
+        done = scripts("create", *octopod_args("feat-9", namespace, "--tag", "v3"))
+    assert done.returncode == 0, done.stderr
+    assert "rolling back to revision 1" in done.stderr
+    history = subprocess.run([env["HELM_BIN"], "history", "feat-9", "-n", namespace, "-o", "json"],
+                             env=env, capture_output=True, text=True, timeout=30)
+    descriptions = [(r["status"], r["description"]) for r in json.loads(history.stdout)]
+    # helm keeps the interrupted revision in history as it was; what counts is what came after.
+    assert descriptions[-2] == ("superseded", "Rollback to 1")
+    assert descriptions[-1][0] == "deployed"
+    assert helm_values(env, "feat-9", namespace)["app"]["tag"] == "v3"
+
+
 def test_info_prints_only_key_value_lines(cluster, scripts, namespace):
     with cluster.controller(namespace):
         assert scripts("create", *octopod_args("feat-7", namespace, "--tag", "v1")).returncode == 0
@@ -195,7 +228,7 @@ def test_hostile_input_is_rejected_with_64_and_no_release(scripts, octopod_env, 
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in done.stderr
     listed = subprocess.run([octopod_env["HELM_BIN"], "list", "-n", namespace, "-q"], env=octopod_env,
                             capture_output=True, text=True, timeout=60)
-    assert listed.stdout.strip() == ""
+    assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stderr
 
 
 def test_wrappers_are_up_to_date():

@@ -274,6 +274,14 @@ def test_helm_repo_credentials_come_in_pairs(home: Path, chart_repo: str) -> Non
     assert "set both or neither" in result.stderr
 
 
+def test_a_repo_url_with_credentials_is_refused(home: Path, chart_repo: str) -> None:
+    url = chart_repo.replace("http://", "http://bot:hunter2-secret@")
+    result = run_script("init", env=clean_env(home, CHART_REPO_URL=url))
+    assert result.returncode == 78
+    assert "HELM_REPO_PASSWORD" in result.stderr and "hunter2-secret" not in result.stderr
+    assert not (home / ".config" / "helm" / "repositories.yaml").exists()
+
+
 @pytest.mark.parametrize("chart,name,expected", [
     ("charts/example", "", "octopod"),  # the bundled local chart: no repo in its name
     ("stable/app", "", "stable"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_script, tool
+from tests.conftest import ROOT, run_script
 from tests.test_create import helm_values, octopod_args
 
 pytestmark = pytest.mark.reliability

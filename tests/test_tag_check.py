@@ -94,7 +94,8 @@ def test_missing_tag_names_image_and_tag(registries, env):
 
 def test_every_image_must_have_the_tag(registries, env):
     present, absent = f"{registries.open.host}/team/app", f"{registries.basic.host}/team/nothing"
-    result = tag_check(env, "multi", REGISTRY_IMAGES=f"{present}, {absent}", **CREDS)
+    result = tag_check(env, "multi", REGISTRY_IMAGES=f"{present}, {absent}",
+                       REGISTRY_AUTH_HOST=registries.basic.host, **CREDS)
     assert_fails(result, f"tag not found: {absent}:multi")
     assert f"{present}:multi present" in result.stderr
 
@@ -403,3 +404,18 @@ def test_redirect_is_reported_not_followed(env):
         assert_fails(result, "redirects (HTTP 301) to https://example.test", "REGISTRY_INSECURE")
     finally:
         fake.stop()
+
+
+def test_env_credentials_go_to_one_registry_only(registries, env):
+    """The pair is for the first image's registry; a public image elsewhere is asked anonymously."""
+    private = f"{registries.basic.host}/team/app"
+    public = f"{registries.token.host}/public/app"
+    registries.token_server.with_credentials.clear()
+    result = tag_check(env, REGISTRY_IMAGES=f"{private},{public}", **CREDS)
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in result.stderr
+    assert registries.token_server.with_credentials == [False]  # the token realm got none
+    # Named explicitly, the pair goes to the token registry instead: the basic one then lacks it.
+    result = tag_check(env, REGISTRY_IMAGES=f"{private},{public}", REGISTRY_AUTH_HOST=registries.token.host,
+                       **CREDS)
+    assert_fails(result, private)

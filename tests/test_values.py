@@ -17,7 +17,7 @@ KEYS = {"TAG_KEY": "app.tag", "PROJECT_NAME_KEY": "global.project-name",
 
 @pytest.mark.parametrize("raw, typed", [
     ("true", True), ("false", False), ("TRUE", True), ("null", None), ("2", 2), ("0", 0),
-    ("-5", -5), ("0123", "0123"), ("1.5", "1.5"), ("yes", "yes"), ("", ""), ("1e3", "1e3"),
+    ("-5", -5), ("-0", 0), ("+012", 12), ("-012", -12), ("00", "00"), ("+", "+"), ("0123", "0123"), ("1.5", "1.5"), ("yes", "yes"), ("", ""), ("1e3", "1e3"),
     ("99999999999999999999", "99999999999999999999"), ("a,b", "a,b"),
 ])
 def test_deployment_overrides_are_typed_like_helm_set(raw, typed):
@@ -60,3 +60,30 @@ def test_dump_is_yaml_that_reads_back_exactly(value):
     text = dump_values({"k": value})
     assert yaml.safe_load(text) == {"k": value}
     assert json.loads(text) == {"k": value}
+
+
+TYPING_CORPUS = ["true", "false", "TRUE", "False", "null", "Null", "0", "-0", "+012", "-012", "00",
+                 "0123", "7", "-5", "+", "-", "1.5", "1e3", "yes", "", "9223372036854775807",
+                 "9223372036854775808", "-9223372036854775808", "0x1F", "1_000", " 1"]
+
+
+def test_typing_matches_real_helm_set(tmp_path):
+    """Our typing against helm's own: one `helm template --set vN=...` renders every value's JSON."""
+    import subprocess
+
+    from tests.conftest import tool
+
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: typing\nversion: 0.1.0\n")
+    (chart / "templates" / "out.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: out\ndata:\n"
+        "  json: {{ toJson .Values | quote }}\n")
+    args = [a for i, v in enumerate(TYPING_CORPUS) for a in ("--set", f"v{i}={v}")]
+    done = subprocess.run([tool("helm4"), "template", "t", str(chart), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rendered = json.loads(yaml.safe_load(done.stdout)["data"]["json"])
+    for i, value in enumerate(TYPING_CORPUS):
+        assert rendered[f"v{i}"] == helm_typed(value), (value, rendered[f"v{i}"])
+        assert type(rendered[f"v{i}"]) is type(helm_typed(value)), value

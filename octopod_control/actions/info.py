@@ -6,6 +6,8 @@ configured URLs (the Ingress part is logged as skipped).
 """
 from __future__ import annotations
 
+import string
+
 from ..args import Deployment
 from ..errors import ConfigError, ExternalError
 from ..log import warn
@@ -14,12 +16,19 @@ from ..target import resolve_target
 
 
 def configured_urls(settings: Settings, deployment: Deployment) -> list[tuple[str, str]]:
+    """INFO_URLS rendered; one whose placeholder has no value (say, no base domain) is skipped."""
+    fields = deployment.template_fields()
     pairs = []
     for item in settings.words("INFO_URLS"):
         key, sep, template = item.partition("=")
         if not sep or not key or "," in key:
             raise ConfigError(f"INFO_URLS: {item!r} is not key=template (a key holds no comma)")
-        pairs.append((key, render_template("INFO_URLS", template, deployment.template_fields())))
+        url = render_template("INFO_URLS", template, fields)
+        empty = [f for _, f, _, _ in string.Formatter().parse(template) if f and not fields.get(f)]
+        if empty:
+            warn(f"info: {key} skipped: {{{empty[0]}}} has no value")
+            continue
+        pairs.append((key, url))
     return pairs
 
 

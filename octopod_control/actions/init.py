@@ -250,6 +250,10 @@ def plan_helm_repo(settings: Settings) -> tuple[str, str, str, str] | None:
         return None
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"CHART_REPO_URL={url!r}: expected an http(s):// chart repository URL")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # user:password@host would reach helm's argv and our log: credentials have their own variables.
+        raise ConfigError("CHART_REPO_URL: holds credentials; put them in HELM_REPO_USERNAME "
+                          "and HELM_REPO_PASSWORD instead")
     name = helm_repo_name(settings)
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"HELM_REPO_NAME={name!r}: letters, digits, '-', '_' and '.' only")

@@ -23,16 +23,21 @@ def tag_check(settings: Settings, deployment: Deployment) -> None:
         return
     if not deployment.tag:
         raise UsageError("--tag: required")
-    from ..registry import check_images, config_credentials, env_credentials, insecure_hosts, parse_images
+    from ..registry import (check_images, config_credentials, config_host, env_credentials,
+                            insecure_hosts, parse_images)
 
     images = parse_images(raw)
     env = settings.environ()
     from_env = env_credentials(env)  # checked up front: a half-set pair is a config error
+    # The pair belongs to one registry only: sent anywhere else it would leak, and fail there.
+    auth_host = config_host(settings.text("REGISTRY_AUTH_HOST")) if settings.text(
+        "REGISTRY_AUTH_HOST") else images[0].registry
     results = check_images(
         images, deployment.tag,
         timeout=settings.seconds("REGISTRY_TIMEOUT", 10),
         insecure=insecure_hosts(settings.text("REGISTRY_INSECURE")),
-        credentials=lambda registry, timeout: from_env or config_credentials(registry, env, timeout))
+        credentials=lambda registry, timeout: (from_env if from_env and registry == auth_host
+                                               else config_credentials(registry, env, timeout)))
     failures: list[OctopodError] = []
     for result in results:
         if result.error is not None:

@@ -224,6 +224,7 @@ class TokenServer:
     def __init__(self, key: SigningKey) -> None:
         self.key = key
         self.requests: list[tuple[str, str]] = []  # (method, path) of every call
+        self.with_credentials: list[bool] = []  # per GET: did the caller send credentials?
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -234,6 +235,7 @@ class TokenServer:
 
             def do_GET(self) -> None:
                 server.requests.append(("GET", self.path))
+                server.with_credentials.append(bool(self.headers.get("Authorization")))
                 user = server._basic_user(self.headers.get("Authorization", ""))
                 self._answer(user, dict(_query(self.path.partition("?")[2])))
 
