@@ -29,20 +29,19 @@ def _settings():
     return Settings.load()
 
 
-def _deployment(settings, **flags):
+def _load(**flags):
+    """The settings and the deployment Octopod's flags describe, validated."""
     from octopod_control.args import build_deployment
 
-    return build_deployment(settings.environ(), **flags)
+    settings = _settings()
+    return settings, build_deployment(settings.environ(), **flags)
 
 
 def _deploy(name, namespace, project_name, base_domain, tag, app_env_override, deployment_override):
     from octopod_control.actions.create import deploy
 
-    settings = _settings()
-    deploy(settings, _deployment(
-        settings, name=name, namespace=namespace, project_name=project_name,
-        base_domain=base_domain, tag=tag, app_env_override=app_env_override,
-        deployment_override=deployment_override))
+    deploy(*_load(name=name, namespace=namespace, project_name=project_name, base_domain=base_domain,
+                  tag=tag, app_env_override=app_env_override, deployment_override=deployment_override))
 
 
 @octopod_task(help={**COMMON_HELP, **TAG_HELP, **OVERRIDE_HELP},
@@ -66,10 +65,9 @@ def info(c, name=None, namespace=None, project_name=None, base_domain=None):
     """Print the deployment's URLs as `key,value` lines (stdout carries nothing else)."""
     from octopod_control.actions.info import info_lines
 
-    settings = _settings()
-    lines = info_lines(settings, _deployment(settings, name=name, namespace=namespace,
-                                             project_name=project_name, base_domain=base_domain))
-    print("\n".join(lines))
+    for line in info_lines(*_load(name=name, namespace=namespace, project_name=project_name,
+                                  base_domain=base_domain)):
+        print(line)
 
 
 @octopod_task(help={**COMMON_HELP, "tag": "the tag that should be running (exit 3 when it is not)"})
@@ -79,9 +77,8 @@ def check(c, name=None, namespace=None, project_name=None, base_domain=None, tag
 
     from octopod_control.actions.check import check as verdict
 
-    settings = _settings()
-    deployment = _deployment(settings, name=name, namespace=namespace, project_name=project_name,
-                             base_domain=base_domain, tag=tag)
+    settings, deployment = _load(name=name, namespace=namespace, project_name=project_name,
+                                 base_domain=base_domain, tag=tag)
     code = verdict(settings, deployment, deployment.tag)
     if code:
         raise Exit(code=code)
@@ -95,9 +92,8 @@ def tag_check(c, name=None, namespace=None, project_name=None, base_domain=None,
 
     if not tag:
         raise UsageError("--tag: required")
-    settings = _settings()
-    check(settings, _deployment(settings, name=name, namespace=namespace, project_name=project_name,
-                                base_domain=base_domain, tag=tag))
+    check(*_load(name=name, namespace=namespace, project_name=project_name, base_domain=base_domain,
+                 tag=tag))
 
 
 @octopod_task
@@ -114,9 +110,8 @@ def remote_cleanup(c, name=None, namespace=None, project_name=None, base_domain=
     from octopod_control.actions.remote_cleanup import remote_cleanup as clean
     from octopod_control.errors import ExternalError
 
-    settings = _settings()
-    failures = clean(settings, _deployment(settings, name=name, namespace=namespace,
-                                           project_name=project_name, base_domain=base_domain))
+    failures = clean(*_load(name=name, namespace=namespace, project_name=project_name,
+                            base_domain=base_domain))
     if failures:
         raise ExternalError(f"remote cleanup: {len(failures)} failure(s): " + " | ".join(failures))
 
@@ -126,43 +121,23 @@ def archive(c, name=None, namespace=None, project_name=None, base_domain=None):
     """Free the compute, keep the data (ARCHIVE_STRATEGY: scale to 0, or helm uninstall)."""
     from octopod_control.actions.archive import archive as free
 
-    settings = _settings()
-    free(settings, _deployment(settings, name=name, namespace=namespace,
-                               project_name=project_name, base_domain=base_domain))
+    free(*_load(name=name, namespace=namespace, project_name=project_name, base_domain=base_domain))
 
 
 @octopod_task(help=COMMON_HELP)
 def archive_check(c, name=None, namespace=None, project_name=None, base_domain=None):
     """Exit 0 when no pod of the deployment runs any more; otherwise what still runs, on stderr."""
-    from invoke import Exit
+    from octopod_control.actions.archive_check import archive_check as verify
 
-    from octopod_control.actions.archive_check import still_running
-    from octopod_control.log import info as log
-
-    settings = _settings()
-    lines = still_running(settings, _deployment(settings, name=name, namespace=namespace,
-                                                project_name=project_name, base_domain=base_domain))
-    if lines:
-        shown = lines[:20] + ([f"... and {len(lines) - 20} more"] if len(lines) > 20 else [])
-        raise Exit("not archived yet:\n" + "\n".join(f"  {line}" for line in shown), code=1)
-    log(f"{name}: archived, no compute left")
+    verify(*_load(name=name, namespace=namespace, project_name=project_name, base_domain=base_domain))
 
 
 @octopod_task(help=COMMON_HELP)
 def cleanup(c, name=None, namespace=None, project_name=None, base_domain=None):
     """Free everything: release, PVCs, kept Secrets/ConfigMaps, namespace (optional), remote hosts."""
-    import sys
-
     from octopod_control.actions.cleanup import cleanup as free_all
-    from octopod_control.errors import ExternalError
 
-    settings = _settings()
-    failures = free_all(settings, _deployment(settings, name=name, namespace=namespace,
-                                              project_name=project_name, base_domain=base_domain))
-    if failures:
-        for failure in failures:
-            print(f"cleanup failed: {failure}", file=sys.stderr, flush=True)
-        raise ExternalError(f"cleanup of {name}: {len(failures)} part(s) failed (listed above)")
+    free_all(*_load(name=name, namespace=namespace, project_name=project_name, base_domain=base_domain))
 
 
 @octopod_task

@@ -131,7 +131,7 @@ class Helm:
         if not result.ok:
             if "not found" in result.errors:
                 return []
-            raise ExternalError(f"helm history: {_last_line(result.errors)}")
+            raise ExternalError(f"helm history: {process.last_line(result.errors)}")
         try:
             return json.loads(result.output or "[]")
         except ValueError:
@@ -181,8 +181,3 @@ def _write_atomic(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a cache we cannot write only costs a `helm version` next time
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "failed"

@@ -7,14 +7,20 @@ kept-alive socket, Content-Length, chunked or read-to-close bodies, TLS through
 an ssl.SSLContext. It mirrors the http.client calls kube.py makes
 (request, getresponse, close); errors are OSError (TimeoutError, ssl.SSLError)
 or ProtocolError.
+
+Each request has a deadline for the whole exchange (connect, send, every read):
+the socket's timeout is set to what is left of it before each one, so a server
+that trickles its answer byte by byte is cut off on time, not once per byte.
 """
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any, Mapping
 
 MAX_LINE = 65536
 MAX_HEADERS = 200
+RECV_SIZE = 65536
 
 
 class ProtocolError(Exception):
@@ -33,23 +39,36 @@ class Connection:
     def __init__(self, host: str, port: int, timeout: float, context: Any = None) -> None:
         self.host, self.port, self.timeout, self.context = host, port, timeout, context
         self._sock: socket.socket | None = None
-        self._file: Any = None
+        self._buf = bytearray()  # received, not yet consumed
+        self._deadline = 0.0  # time.monotonic() by which the current exchange must be over
         self._response: Response | None = None
+
+    def _left(self) -> float:
+        """Seconds left of the current exchange; TimeoutError when none."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return left
 
     def _connect(self) -> None:
         # An ASCII host as bytes skips the idna codec import in getaddrinfo.
         address = self.host.encode("ascii") if self.host.isascii() else self.host
-        sock = socket.create_connection((address, self.port), self.timeout)
+        sock = socket.create_connection((address, self.port), self._left())
         if self.context is not None:
             try:
+                sock.settimeout(self._left())  # the TLS handshake
                 sock = self.context.wrap_socket(sock, server_hostname=self.host)
             except BaseException:
                 sock.close()
                 raise
-        self._sock, self._file = sock, sock.makefile("rb")
+        self._sock = sock
+        self._buf.clear()
 
     def request(self, method: str, url: str, body: bytes | None = None,
-                headers: Mapping[str, str] | None = None) -> None:
+                headers: Mapping[str, str] | None = None, deadline: float | None = None) -> None:
+        """Send one request and read its response, all by `deadline` (a time.monotonic()
+        value; default: `timeout` seconds from now)."""
+        self._deadline = deadline if deadline is not None else time.monotonic() + self.timeout
         if self._sock is None:
             self._connect()
         host = self.host if ":" not in self.host else f"[{self.host}]"
@@ -57,6 +76,7 @@ class Connection:
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
+        self._sock.settimeout(self._left())  # sendall's timeout bounds the whole send
         self._sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b""))
         self._response = self._read_response(method)
 
@@ -67,19 +87,39 @@ class Connection:
         return response
 
     def close(self) -> None:
-        for item in (self._file, self._sock):
-            if item is not None:
-                item.close()
-        self._sock = self._file = None
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._buf.clear()
 
-    # -- reading
+    # -- reading: one recv at a time, each bounded by what is left of the deadline
+    def _fill(self) -> bool:
+        """Receive more into the buffer; False when the server has closed the connection."""
+        self._sock.settimeout(self._left())
+        data = self._sock.recv(RECV_SIZE)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
     def _line(self) -> bytes:
-        line = self._file.readline(MAX_LINE + 1)
-        if not line:
-            raise ProtocolError("the server closed the connection")
-        if len(line) > MAX_LINE:
-            raise ProtocolError("response line too long")
-        return line
+        searched = 0
+        while True:
+            end = self._buf.find(b"\n", searched)
+            if end >= 0:
+                if end >= MAX_LINE:
+                    raise ProtocolError("response line too long")
+                return self._take(end + 1)
+            if len(self._buf) >= MAX_LINE:
+                raise ProtocolError("response line too long")
+            searched = len(self._buf)
+            if not self._fill():
+                raise ProtocolError("the server closed the connection")
 
     def _read_response(self, method: str) -> Response:
         while True:  # skip interim 1xx answers
@@ -97,7 +137,9 @@ class Connection:
         elif "content-length" in headers:
             body = self._exactly(int(headers["content-length"]))
         else:
-            body = self._file.read()
+            while self._fill():  # read to close
+                pass
+            body = self._take(len(self._buf))
             headers["connection"] = "close"
         if headers.get("connection", "").lower() == "close":
             self.close()
@@ -116,10 +158,10 @@ class Connection:
         raise ProtocolError("too many headers")
 
     def _exactly(self, size: int) -> bytes:
-        data = self._file.read(size)
-        if len(data) != size:
-            raise ProtocolError(f"response body cut short ({len(data)} of {size} bytes)")
-        return data
+        while len(self._buf) < size:
+            if not self._fill():
+                raise ProtocolError(f"response body cut short ({len(self._buf)} of {size} bytes)")
+        return self._take(size)
 
     def _chunked(self) -> bytes:
         chunks = []

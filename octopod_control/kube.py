@@ -1,7 +1,8 @@
 """A small, fast Kubernetes API reader: kubeconfig or in-cluster credentials, JSON over HTTPS.
 
 Reads go straight to the API (no kubectl process per read), one request a
-list, each bounded by KUBE_TIMEOUT. Supports what kubeconfigs carry in
+list page; each call (a GET, or a LIST with all its pages) gets KUBE_TIMEOUT for
+the whole exchange, however slowly the server answers. Supports what kubeconfigs carry in
 practice: server CA (data or file), insecure-skip-tls-verify, bearer token
 (inline or file), client certificate and key (data or file), basic auth, and
 exec credential plugins.
@@ -9,15 +10,16 @@ exec credential plugins.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import ssl
-import subprocess
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import http1
+from .deadline import Deadline
 from .errors import ConfigError, ExternalError
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -37,45 +39,61 @@ class Credentials:
     cert_data: bytes | None = None
     key_data: bytes | None = None
     basic: tuple[str, str] | None = None
-    default_namespace: str = "default"
 
 
-def _read_bytes(data: str | None, path: str | None, base: str) -> bytes | None:
+def _read_bytes(data: str | None, path: str | None, base: str, what: str = "") -> bytes | None:
     if data:
-        return base64.b64decode(data)
+        try:
+            return base64.b64decode("".join(data.split()), validate=True)  # line breaks are fine
+        except (binascii.Error, ValueError, TypeError, AttributeError):
+            raise ConfigError(f"kubeconfig: {what}-data is not valid base64") from None
     if path:
         full = path if os.path.isabs(path) else os.path.join(base, path)
         try:
             with open(full, "rb") as handle:
                 return handle.read()
-        except OSError as exc:
-            raise ConfigError(f"kubeconfig: cannot read {full}: {exc.strerror}") from None
+        except (OSError, TypeError) as exc:
+            raise ConfigError(f"kubeconfig: cannot read {full}: {getattr(exc, 'strerror', None) or exc}") from None
     return None
 
 
-def _exec_token(spec: Mapping[str, Any], timeout: float) -> str:
-    argv = [spec["command"], *spec.get("args", [])]
-    env = dict(os.environ)
-    env.update({e["name"]: e["value"] for e in spec.get("env") or []})
+def _exec_token(spec: Any, timeout: float, environ: Mapping[str, str] | None) -> str:
+    """The bearer token an exec credential plugin prints, run bounded like every child process."""
+    from . import process  # subprocess and threads: only kubeconfigs with a plugin pay for them
+
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("command"), str) or not spec["command"]:
+        raise ConfigError("kubeconfig: user.exec has no command")
+    args, env_entries = spec.get("args") or [], spec.get("env") or []
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ConfigError("kubeconfig: user.exec.args is not a list of strings")
+    if not isinstance(env_entries, list) or not all(
+            isinstance(e, Mapping) and isinstance(e.get("name"), str) and isinstance(e.get("value"), str)
+            for e in env_entries):
+        raise ConfigError("kubeconfig: user.exec.env is not a list of name/value entries")
+    argv = [spec["command"], *args]
+    env = dict(os.environ if environ is None else environ)
+    env.update({e["name"]: e["value"] for e in env_entries})
+    what = f"kubeconfig exec plugin {argv[0]}"
+    done = process.run(argv, timeout=timeout, env=env, merge_stderr=False, what=what)
+    if not done.ok:
+        said = process.last_line(done.errors) if done.errors.strip() else ""
+        raise ExternalError(f"{what} failed with exit code {done.returncode}" + (f": {said}" if said else ""))
     try:
-        done = subprocess.run(argv, env=env, capture_output=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise ExternalError(f"kubeconfig exec plugin {argv[0]} not found") from None
-    except subprocess.TimeoutExpired:
-        raise ExternalError(f"kubeconfig exec plugin {argv[0]}: timed out after {timeout:g}s") from None
-    if done.returncode != 0:
-        raise ExternalError(f"kubeconfig exec plugin {argv[0]} failed with exit code {done.returncode}")
-    try:
-        return json.loads(done.stdout)["status"]["token"]
+        token = json.loads(done.output)["status"]["token"]
     except (ValueError, KeyError, TypeError):
-        raise ExternalError(f"kubeconfig exec plugin {argv[0]}: no token in its output") from None
+        token = None
+    if not isinstance(token, str) or not token:
+        raise ExternalError(f"{what}: no token in its output")
+    return token
 
 
-def load_credentials(kubeconfig: str, timeout: float) -> Credentials:
+def load_credentials(kubeconfig: str, timeout: float, environ: Mapping[str, str] | None = None) -> Credentials:
     """Credentials of the current context, found as kubectl and helm find it.
 
     KUBECONFIG (its first file), else ~/.kube/config when it exists, else the pod's
-    service account.
+    service account. `environ` is the environment an exec credential plugin runs in
+    (Settings.environ(): the .env files count, the bundle's own variables do not).
+    Anything unusable in the file is a ConfigError of one line.
     """
     if not kubeconfig:
         default = os.path.join(os.path.expanduser("~"), ".kube", "config")
@@ -96,33 +114,63 @@ def load_credentials(kubeconfig: str, timeout: float) -> Credentials:
         raise ConfigError(f"KUBECONFIG: {path} is not valid YAML") from None
     base = os.path.dirname(os.path.abspath(path))
     try:
-        context = _named(config, "contexts", config.get("current-context"))["context"]
-        cluster = _named(config, "clusters", context["cluster"])["cluster"]
-        user = _named(config, "users", context.get("user"))["user"] if context.get("user") else {}
-    except (KeyError, TypeError):
-        raise ConfigError(f"KUBECONFIG: {path} has no usable current context") from None
-    creds = Credentials(
-        server=cluster["server"].rstrip("/"),
-        ca_data=_read_bytes(cluster.get("certificate-authority-data"), cluster.get("certificate-authority"), base),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        token=user.get("token"),
-        token_file=user.get("tokenFile"),
-        cert_data=_read_bytes(user.get("client-certificate-data"), user.get("client-certificate"), base),
-        key_data=_read_bytes(user.get("client-key-data"), user.get("client-key"), base),
-        default_namespace=context.get("namespace") or "default",
-    )
-    if user.get("username") and user.get("password"):
-        creds.basic = (user["username"], user["password"])
-    if user.get("exec"):
-        creds.token = _exec_token(user["exec"], timeout)
+        if not isinstance(config, Mapping):
+            raise ConfigError("not a mapping")
+        context = _section(_named(config, "contexts", config.get("current-context")), "context")
+        if not context.get("cluster"):
+            raise ConfigError("its current context names no cluster")
+        cluster = _section(_named(config, "clusters", context["cluster"]), "cluster")
+        user = _section(_named(config, "users", context["user"]), "user") if context.get("user") else {}
+        server = cluster.get("server")
+        if not isinstance(server, str) or not server.strip():
+            raise ConfigError(f"cluster {context['cluster']!r} has no server")
+        creds = Credentials(
+            server=server.strip().rstrip("/"),
+            ca_data=_read_bytes(cluster.get("certificate-authority-data"), cluster.get("certificate-authority"),
+                                base, "certificate-authority"),
+            insecure=bool(cluster.get("insecure-skip-tls-verify")),
+            token=_text(user, "token"),
+            token_file=_text(user, "tokenFile"),
+            cert_data=_read_bytes(user.get("client-certificate-data"), user.get("client-certificate"),
+                                  base, "client-certificate"),
+            key_data=_read_bytes(user.get("client-key-data"), user.get("client-key"), base, "client-key"),
+        )
+        if user.get("username") and user.get("password"):
+            creds.basic = (str(user["username"]), str(user["password"]))
+        if user.get("exec"):
+            creds.token = _exec_token(user["exec"], timeout, environ)
+    except ConfigError as exc:
+        raise ConfigError(f"KUBECONFIG: {path}: {str(exc).removeprefix('kubeconfig: ')}") from None
     return creds
 
 
-def _named(config: Mapping[str, Any], section: str, name: str | None) -> Mapping[str, Any]:
-    for entry in config.get(section) or []:
+def _section(entry: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """entry[key] as a mapping (a context's `context:`, a cluster's `cluster:`...)."""
+    value = entry.get(key)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} {entry.get('name')!r} has no {key}: mapping")
+    return value
+
+
+def _text(entry: Mapping[str, Any], key: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"user.{key} is not a string")
+    return value or None
+
+
+def _named(config: Mapping[str, Any], section: str, name: Any) -> Mapping[str, Any]:
+    entries = config.get(section) or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{section} is not a list")
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"an entry of {section} is not a mapping")
         if entry.get("name") == name:
             return entry
-    raise KeyError(name)
+    if not name:
+        raise ConfigError("no current-context set")
+    raise ConfigError(f"{section[:-1]} {name!r} is not in {section}")
 
 
 def _in_cluster() -> Credentials:
@@ -138,7 +186,7 @@ def _in_cluster() -> Credentials:
 
 @dataclass
 class KubeClient:
-    """GET/LIST/PATCH/DELETE against one API server, counting the requests it makes."""
+    """Reads (GET, paged LIST) from one API server, counting the requests it makes."""
 
     creds: Credentials
     timeout: float
@@ -146,8 +194,9 @@ class KubeClient:
     _conn: http1.Connection | None = field(default=None, repr=False)
 
     @classmethod
-    def from_environment(cls, kubeconfig: str, timeout: float) -> "KubeClient":
-        return cls(load_credentials(kubeconfig, timeout), timeout)
+    def from_environment(cls, kubeconfig: str, timeout: float,
+                         environ: Mapping[str, str] | None = None) -> "KubeClient":
+        return cls(load_credentials(kubeconfig, timeout, environ), timeout)
 
     # -- transport
     def _connection(self) -> http1.Connection:
@@ -179,7 +228,7 @@ class KubeClient:
                 context.load_cert_chain(cert, key)
         return context
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "octopod-control"}
         token = self.creds.token
         if not token and self.creds.token_file:
@@ -193,21 +242,20 @@ class KubeClient:
         elif self.creds.basic:
             pair = ":".join(self.creds.basic).encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        if content_type:
-            headers["Content-Type"] = content_type
         return headers
 
     def request(self, method: str, path: str, params: Mapping[str, str] | None = None,
-                body: Any = None, content_type: str = "application/json") -> Any:
-        """One API call; returns the decoded JSON. 404 raises NotFound."""
+                deadline: Deadline | None = None) -> Any:
+        """One API call without a body (reads go here; changes go through kubectl); returns the
+        decoded JSON, 404 raises NotFound. The whole exchange (connect, send, every read) ends
+        by the deadline, by default KUBE_TIMEOUT from now."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        payload = json.dumps(body).encode() if body is not None else None
         self.requests += 1
         what = f"{method} {path}"
+        deadline = deadline or Deadline(self.timeout, "KUBE_TIMEOUT")
         try:
             conn = self._connection()
-            conn.request(method, path + query, body=payload,
-                         headers=self._headers(content_type if payload is not None else None))
+            conn.request(method, path + query, headers=self._headers(), deadline=deadline.end)
             response = conn.getresponse()
             data = response.read()
         except TimeoutError:
@@ -227,22 +275,18 @@ class KubeClient:
             raise ExternalError(f"Kubernetes API: {what}: {response.status} {_status_message(data)}")
         return json.loads(data) if data else None
 
-    def get(self, path: str) -> dict | None:
-        """An object, or None when it does not exist."""
-        try:
-            return self.request("GET", path)
-        except NotFound:
-            return None
-
     def list(self, path: str, label_selector: str | None = None) -> list[dict]:
-        """Every item of a collection (following continue tokens); [] for a missing namespace."""
+        """Every item of a collection (following continue tokens); [] for a missing namespace.
+
+        One call: all its pages together get KUBE_TIMEOUT."""
         items: list[dict] = []
         params: dict[str, str] = {"limit": "500"}
         if label_selector:
             params["labelSelector"] = label_selector
+        deadline = Deadline(self.timeout, "KUBE_TIMEOUT")
         while True:
             try:
-                page = self.request("GET", path, params) or {}
+                page = self.request("GET", path, params, deadline) or {}
             except NotFound:
                 return items
             items.extend(page.get("items") or [])
@@ -265,7 +309,7 @@ def _status_message(data: bytes) -> str:
 
 
 def client_for(settings: Any) -> KubeClient:
-    return KubeClient.from_environment(settings.text("KUBECONFIG"), settings.kube_timeout)
+    return KubeClient.from_environment(settings.text("KUBECONFIG"), settings.kube_timeout, settings.environ())
 
 
 def belongs_to_release(obj: Mapping[str, Any], release: str) -> bool:

@@ -39,7 +39,7 @@ class Kubectl:
         result = process.run(argv, env=self.env, stdin=stdin, echo=True, timeout=max(bound, 1),
                              what=f"kubectl {' '.join(args[:2])}")
         if not result.ok:
-            raise ExternalError(f"kubectl {' '.join(args[:2])}: {_last_line(result.output)}")
+            raise ExternalError(f"kubectl {' '.join(args[:2])}: {process.last_line(result.output)}")
         return result
 
     def patch(self, kind: str, name: str, namespace: str, patch: Mapping[str, Any],
@@ -64,7 +64,3 @@ def kubectl_for(settings: Settings) -> Kubectl:
         env.pop("KUBECONFIG", None)  # empty: kubectl's default (in-cluster service account)
     return Kubectl(settings.kubectl_bin, env, settings.kube_timeout)
 
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "failed"

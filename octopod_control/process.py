@@ -50,6 +50,12 @@ def _quoted_forms(secret: str) -> set[str]:
     return {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
 
 
+def last_line(text: str, limit: int = 300) -> str:
+    """The last non-blank line of a command's output (where helm and kubectl say why), shortened."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else "failed"
+
+
 def describe(argv: Sequence[str]) -> str:
     """A short name for a command in messages: the program and its subcommand."""
     words = [os.path.basename(argv[0])] + [a for a in argv[1:3] if not a.startswith("-")]

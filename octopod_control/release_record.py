@@ -12,11 +12,14 @@ import base64
 import json
 import re
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ExternalError
 from .kube import KubeClient
 from .workloads import PATHS
+
+if TYPE_CHECKING:
+    from .target import Target
 
 GONE = ("uninstalled", "uninstalling")  # helm uninstall --keep-history leaves these
 _GZIP = b"\x1f\x8b\x08"
@@ -49,15 +52,36 @@ def decode(item: dict, driver: str) -> dict:
 
 def current_release(client: KubeClient, namespace: str, release: str, driver: str) -> dict | None:
     """The highest revision of the release (one LIST), or None when there is none live."""
+    return current_and_deployed(client, namespace, release, driver)[0]
+
+
+def is_installed(client: KubeClient, target: "Target", driver: str) -> bool:
+    """Whether the release has a live revision (archive and cleanup ask before acting)."""
+    return current_release(client, target.namespace, target.release, driver) is not None
+
+
+def current_and_deployed(client: KubeClient, namespace: str, release: str,
+                         driver: str) -> tuple[dict | None, dict | None]:
+    """(the highest revision, the highest one helm marked deployed), from the same one LIST.
+
+    They differ after a failed or interrupted upgrade: helm records the new revision as
+    `failed` (or leaves it `pending-*`) and the previous one stays `deployed`. Only the
+    latter is known to run; it is decoded only when it is not the highest.
+    """
     kind = "ConfigMap" if driver == "configmap" else "Secret"
     selector = f"owner=helm,name={release},status!=superseded"
     items = client.list(PATHS[kind].format(ns=namespace), label_selector=selector)
     if not items:
-        return None
-    record = decode(max(items, key=_version), driver)
-    if (record.get("info") or {}).get("status") in GONE:
-        return None
-    return record
+        return None, None
+    newest = max(items, key=_version)
+    record = decode(newest, driver)
+    status = (record.get("info") or {}).get("status")
+    if status in GONE:
+        return None, None
+    if status == "deployed":
+        return record, record
+    deployed = [i for i in items if ((i.get("metadata") or {}).get("labels") or {}).get("status") == "deployed"]
+    return record, (decode(max(deployed, key=_version), driver) if deployed else None)
 
 
 def value_at(tree: Any, path: tuple[str, ...]) -> Any:

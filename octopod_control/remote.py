@@ -17,7 +17,7 @@ import re
 import shlex
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -25,6 +25,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
+from .deadline import Deadline
 from .errors import ConfigError
 from .log import info as log
 from .log import warn
@@ -116,11 +117,12 @@ def options(settings: Settings) -> Options:
     )
 
 
-def run_everywhere(hosts: list[Host], commands: list[str], opts: Options) -> list[str]:
+def run_everywhere(hosts: list[Host], commands: list[str], opts: Options,
+                   deadline: Deadline | None = None) -> list[str]:
     """Run every command on every host; one message per failure (empty: all succeeded)."""
     failures = []
     for host in hosts:
-        for failure in run_on_host(host, commands, opts):
+        for failure in run_on_host(host, commands, opts, deadline):
             warn(failure)  # in the log as it happens; the caller reports the list at the end
             failures.append(failure)
     return failures
@@ -146,12 +148,28 @@ class _LineLog:
         sys.stderr.flush()
 
 
-def run_on_host(host: Host, commands: list[str], opts: Options) -> list[str]:
-    """Connect once, then run each command in turn; a failed one does not stop the next."""
+def bounded(opts: Options, deadline: Deadline | None) -> Options:
+    """opts with the connect and command timeouts cut to what is left of the deadline."""
+    if deadline is None:
+        return opts
+    left = round(deadline.remaining(), 2)
+    return replace(opts, connect_timeout=min(opts.connect_timeout, left),
+                   command_timeout=min(opts.command_timeout, left))
+
+
+def run_on_host(host: Host, commands: list[str], opts: Options,
+                deadline: Deadline | None = None) -> list[str]:
+    """Connect once, then run each command in turn; a failed one does not stop the next.
+
+    With a deadline (cleanup's CLEANUP_TIMEOUT), the connect and each command get at most
+    what is left of it, and what cannot start in time is reported as not run.
+    """
     redact = Redactor(opts.secrets)
     network = (OSError, EOFError, paramiko.SSHException)
+    if not bounded(opts, deadline).connect_timeout:
+        return [f"{host}: {_spent(deadline)}; commands not run: " + "; ".join(redact(c) for c in commands)]
     try:
-        conn = connect(host, opts)
+        conn = connect(host, bounded(opts, deadline))
     except network as exc:
         return [f"{host}: could not connect ({_reason(exc)}); commands not run: "
                 + "; ".join(redact(c) for c in commands)]
@@ -159,11 +177,15 @@ def run_on_host(host: Host, commands: list[str], opts: Options) -> list[str]:
     with conn:
         for command in commands:
             shown = redact(command)
+            limit = bounded(opts, deadline).command_timeout
+            if not limit:
+                failures.append(f"{host}: `{shown}` not run: {_spent(deadline)}")
+                continue
             log(f"{host}: $ {shown}")
             stream = _LineLog(f"[{host}] ", redact)
             try:
                 result = conn.run(command, warn=True, hide=False, pty=False, in_stream=False,
-                                  out_stream=stream, err_stream=stream, timeout=opts.command_timeout)
+                                  out_stream=stream, err_stream=stream, timeout=limit)
                 code = result.exited
             except CommandTimedOut:
                 code = None
@@ -173,10 +195,14 @@ def run_on_host(host: Host, commands: list[str], opts: Options) -> list[str]:
             finally:
                 stream.flush()
             if code is None:
-                failures.append(f"{host}: `{shown}` timed out after {opts.command_timeout:g}s")
+                failures.append(f"{host}: `{shown}` timed out after {limit:g}s")
             elif code != 0:
                 failures.append(f"{host}: `{shown}` exited with {code}")
     return failures
+
+
+def _spent(deadline: Deadline | None) -> str:
+    return f"{deadline.setting} ({deadline.seconds:g}s) reached" if deadline else "no time left"
 
 
 def connect(host: Host, opts: Options) -> Connection:

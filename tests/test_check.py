@@ -153,6 +153,21 @@ def test_workload_deleted_by_hand_is_a_failure(cluster, scripts, namespace):
     assert done.returncode == 1 and "deployment/gone-d1: failed: in the release but not in the cluster" in done.stderr
 
 
+def test_a_job_deleted_by_its_ttl_is_not_a_failure(cluster, scripts, namespace):
+    """ttlSecondsAfterFinished: the Job ran, the TTL controller deleted it, the release still lists it."""
+    create(scripts, "ttl", "--deployment-override", "job=true")
+    cluster.ready(namespace)
+    assert check(scripts, "ttl").returncode == 0
+    cluster.api("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/ttl-migrate")
+    done = check(scripts, "ttl")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    cluster.api("DELETE", deploy_path(namespace, "ttl-d0"))  # a Deployment gone is still a failure
+    done = check(scripts, "ttl")
+    assert done.returncode == 1 and "deployment/ttl-d0: failed: in the release but not in the cluster" in done.stderr
+    assert "job/" not in done.stderr
+
+
 def test_missing_release(scripts):
     done = check(scripts, "absent", "--tag", "v1")
     assert done.returncode == 1 and "release absent not found" in done.stderr
@@ -214,6 +229,134 @@ def test_api_that_never_answers_is_bounded_by_kube_timeout(scripts):
         elapsed = time.monotonic() - started
     assert done.returncode == 1 and "timed out after 1s" in done.stderr
     assert elapsed < 4, elapsed
+
+
+class _Server:
+    """A fake API server on 127.0.0.1 that answers every request with `answer(conn)`."""
+
+    def __init__(self, answer) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.answer, self.stop = answer, threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn) -> None:
+        with conn, conn.makefile("rb") as reader:
+            try:
+                while not self.stop.is_set():
+                    while (line := reader.readline()) not in (b"\r\n", b""):
+                        pass
+                    if not line:
+                        return
+                    self.answer(conn, self.stop)
+            except OSError:
+                return
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def _trickle(conn, stop) -> None:
+    """A status line and headers, then the body one byte every 0.2 s: each read gets data in time."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n")
+    for _ in range(200):
+        if stop.wait(0.2):
+            return
+        conn.sendall(b" ")
+
+
+def _endless_pages(conn, stop) -> None:
+    """Every LIST page, promptly, says there is another one."""
+    stop.wait(0.1)
+    body = json.dumps({"kind": "SecretList", "items": [], "metadata": {"continue": "more"}}).encode()
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize("answer", [_trickle, _endless_pages])
+def test_an_api_call_is_bounded_as_a_whole_by_kube_timeout(scripts, answer):
+    """A trickling answer or a LIST that never ends: KUBE_TIMEOUT bounds the call, not each read."""
+    with _Server(answer) as server:
+        started = time.monotonic()
+        done = check(scripts, "web", env={"KUBECONFIG": _kubeconfig(scripts, server.port), "KUBE_TIMEOUT": "1"})
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert "GET /api/v1/namespaces/" in done.stderr and "timed out after 1s" in done.stderr, done.stderr
+    assert elapsed < 4, elapsed
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["clusters"][0]["cluster"].pop("server"), "cluster 'c' has no server"),
+    (lambda c: c["clusters"][0]["cluster"].update({"certificate-authority-data": "not base64!"}),
+     "certificate-authority-data is not valid base64"),
+    (lambda c: c["users"][0]["user"].update({"client-key-data": "@@@", "client-certificate-data": "QQ=="}),
+     "client-key-data is not valid base64"),
+    (lambda c: c["contexts"].insert(0, "c"), "an entry of contexts is not a mapping"),
+    (lambda c: c["clusters"][0].update({"cluster": "http://127.0.0.1"}), "cluster 'c' has no cluster: mapping"),
+    (lambda c: c["users"][0].update({"user": ["t"]}), "user 'u' has no user: mapping"),
+    (lambda c: c.update({"current-context": "nope"}), "context 'nope' is not in contexts"),
+    (lambda c: c["users"][0]["user"].update({"token": None, "exec": {"args": ["x"]}}), "user.exec has no command"),
+])
+def test_an_unusable_kubeconfig_is_one_configuration_error(scripts, tmp_path, change, message):
+    config = json.loads(open(_kubeconfig(scripts, 9)).read())
+    change(config)
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    done = check(scripts, "web", env={"KUBECONFIG": str(path)})
+    assert done.returncode == 78, done.stderr
+    assert done.stderr == f"error: KUBECONFIG: {path}: {message}\n"
+
+
+def _exec_kubeconfig(tmp_path, script: str) -> str:
+    plugin = tmp_path / "plugin"
+    plugin.write_text("#!/bin/sh\n" + script)
+    plugin.chmod(0o755)
+    config = json.loads(open(_kubeconfig(None, 9)).read())
+    config["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                           "command": str(plugin), "env": [{"name": "FROM_CONFIG", "value": "c"}]}}
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def test_an_exec_plugin_that_hangs_is_killed_with_its_children(scripts, tmp_path):
+    # The child keeps the plugin's stdout open: killing the plugin alone would still wait for it.
+    path = _exec_kubeconfig(tmp_path, "sleep 30 &\nsleep 30\n")
+    started = time.monotonic()
+    done = check(scripts, "web", env={"KUBECONFIG": path, "KUBE_TIMEOUT": "1"})
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: kubeconfig exec plugin {tmp_path / 'plugin'}: timed out after 1s"
+    assert elapsed < 8, elapsed
+
+
+def test_an_exec_plugin_runs_in_the_settings_environment(tmp_path):
+    """Values from the env files reach the plugin (Settings.environ()), not only the process's own."""
+    from octopod_control.kube import client_for
+    from octopod_control.settings import Settings
+
+    path = _exec_kubeconfig(tmp_path, 'echo "plugin says $PLUGIN_HINT" >&2; [ "$FROM_FILE" = f ] || exit 3\n'
+                                      'echo \'{"status": {"token": "\'"$FROM_FILE$FROM_CONFIG"\'"}}\'\n')
+    client = client_for(Settings({"KUBECONFIG": path, "FROM_FILE": "f", "PATH": "/usr/bin:/bin"}))
+    assert client.creds.token == "fc"
+    from octopod_control.errors import ExternalError
+
+    with pytest.raises(ExternalError, match=r"failed with exit code 3: plugin says login first$"):
+        client_for(Settings({"KUBECONFIG": path, "PLUGIN_HINT": "login first", "PATH": "/usr/bin:/bin"}))
 
 
 def _kubeconfig(scripts, port: int) -> str:

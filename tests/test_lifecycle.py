@@ -5,6 +5,7 @@ workloads ready, create the Pods and the StatefulSet's PVCs, and delete Pods aft
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 
@@ -16,6 +17,7 @@ from tests.test_create import octopod_args
 CHART = str(ROOT / "tests" / "charts" / "lifecycle")
 NAME = "life"
 ARCHIVED = "octopod.io/archived-replicas"
+SELECTOR = "octopod.io/archived-node-selector"
 
 
 def kubectl(env, *args, check=True) -> subprocess.CompletedProcess:
@@ -150,6 +152,76 @@ def test_scale_archive_restore_cleanup(cluster, scripts, octopod_env, namespace)
     assert again.returncode == 0, again.stderr
 
 
+def test_scale_archive_parks_daemonsets_and_suspends_unfinished_jobs(cluster, scripts, octopod_env, namespace):
+    """DaemonSets cannot be scaled and a running Job is no workload with replicas: archive parks
+    the former (a node selector no node has) and suspends the latter; restore undoes both."""
+    env = {"CHART": CHART}
+    args = octopod_args(NAME, namespace)
+    overrides = ("--deployment-override", "daemonsets=true", "--deployment-override", "job=true")
+    ns, kenv = namespace, octopod_env
+    with cluster.controller(ns):
+        done = scripts("create", *args, "--tag", "v1", *overrides, env=env)
+    assert done.returncode == 0, done.stderr
+    act_as_controllers(cluster, ns, db_replicas=1)
+    # An operator pinned the logs DaemonSet (the chart sets no nodeSelector for it).
+    kubectl(kenv, "patch", "daemonset", f"{NAME}-logs", "-n", ns, "--type=merge",
+            "--patch", '{"spec":{"template":{"spec":{"nodeSelector":{"disk":"ssd"}}}}}')
+    for component in ("agent", "logs", "migrate"):
+        cluster.api("POST", f"/api/v1/namespaces/{ns}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{NAME}-{component}-x", "labels": {
+                "app.kubernetes.io/instance": NAME, "app.kubernetes.io/component": component}},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}})
+    cluster.ready(ns)
+    # The migration Job still runs (say, a long one): not complete, one active Pod.
+    cluster.api("PATCH", f"/apis/batch/v1/namespaces/{ns}/jobs/{NAME}-migrate/status",
+                {"status": {"active": 1, "succeeded": None, "completionTime": None, "conditions": None}},
+                "application/merge-patch+json")
+
+    running = scripts("archive_check", *args, env=env)
+    assert running.returncode == 1
+    assert "daemonset/life-agent: not parked" in running.stderr
+    assert "job/life-migrate: not finished and not suspended" in running.stderr
+
+    done = scripts("archive", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr.lower()
+    agent, logs = get(kenv, ns, "daemonset/life-agent"), get(kenv, ns, "daemonset/life-logs")
+    assert agent["spec"]["template"]["spec"]["nodeSelector"] == {
+        "kubernetes.io/os": "linux", "octopod.io/archived": "true"}
+    assert logs["spec"]["template"]["spec"]["nodeSelector"] == {"disk": "ssd", "octopod.io/archived": "true"}
+    assert json.loads(logs["metadata"]["annotations"][SELECTOR]) == {"disk": "ssd"}
+    migrate = get(kenv, ns, "job/life-migrate")
+    assert migrate["spec"]["suspend"] is True
+    assert migrate["metadata"]["annotations"]["octopod.io/archived-suspend"] == "false"
+
+    pods_left = scripts("archive_check", *args, env=env)
+    assert pods_left.returncode == 1 and "pod/life-agent-x: Running" in pods_left.stderr
+    assert "daemonset/" not in pods_left.stderr and "job/" not in pods_left.stderr
+    stop_pods(cluster, ns)  # the DaemonSet and Job controllers' answer
+    archived = scripts("archive_check", *args, env=env)
+    assert archived.returncode == 0, archived.stderr
+
+    again = scripts("archive", *args, env=env)  # idempotent: the record is not overwritten with ours
+    assert again.returncode == 0, again.stderr
+    assert json.loads(get(kenv, ns, "daemonset/life-logs")["metadata"]["annotations"][SELECTOR]) == {"disk": "ssd"}
+
+    with cluster.controller(ns):  # restore = create again, same tag
+        done = scripts("create", *args, "--tag", "v1", *overrides, env=env)
+    assert done.returncode == 0, done.stderr
+    agent, logs = get(kenv, ns, "daemonset/life-agent"), get(kenv, ns, "daemonset/life-logs")
+    assert agent["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert logs["spec"]["template"]["spec"]["nodeSelector"] == {"disk": "ssd"}
+    migrate = get(kenv, ns, "job/life-migrate")
+    assert not migrate["spec"].get("suspend")
+    for obj in (agent, logs, migrate):
+        assert not any(k.startswith("octopod.io/") for k in obj["metadata"].get("annotations") or {})
+
+    assert scripts("archive", *args, env=env).returncode == 0
+    done = scripts("cleanup", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert left_over(kenv, ns) == []
+
+
 def test_uninstall_archive_restore_cleanup(cluster, scripts, octopod_env, namespace):
     """ARCHIVE_STRATEGY=uninstall with a namespace per deployment, which cleanup deletes."""
     deploy_ns = f"{namespace}-{NAME}"
@@ -238,6 +310,37 @@ def test_cleanup_never_deletes_a_shared_namespace_and_carries_on(cluster, script
     assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/hand-made") is None
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"CLEANUP_NAMESPACE": "maybe"}, "error: CLEANUP_NAMESPACE='maybe': expected true or false"),
+    ({"REMOTE_CLEANUP_HOSTS": "127.0.0.1:9", "REMOTE_CLEANUP_COMMANDS": "true", "REMOTE_CONNECT_TIMEOUT": "soon"},
+     "error: REMOTE_CONNECT_TIMEOUT='soon': expected a number of seconds"),
+    ({"KUBE_TIMEOUT": "-1"}, "error: KUBE_TIMEOUT='-1': expected between 0 and 86400 seconds"),
+])
+def test_cleanup_refuses_a_bad_setting_before_touching_anything(cluster, scripts, namespace, bad, message):
+    """Octopod never retries a cleanup: a setting found bad halfway would leave the rest undone."""
+    cluster.api("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", pvc("hand-made", {"app": NAME}))
+    done = scripts("cleanup", *octopod_args(NAME, namespace), env=bad)
+    assert done.returncode == 78, done.stderr
+    assert done.stderr.strip() == message
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/hand-made")
+
+
+def test_cleanup_bounds_the_remote_part_by_what_is_left_of_cleanup_timeout(scripts, namespace):
+    with socket.socket() as silent:  # accepts the TCP connection, never says a word of SSH
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        done = scripts("cleanup", *octopod_args(NAME, namespace), env={
+            "CLEANUP_TIMEOUT": "3", "REMOTE_CLEANUP_HOSTS": f"127.0.0.1:{silent.getsockname()[1]}",
+            "REMOTE_CLEANUP_COMMANDS": "true", "REMOTE_CONNECT_TIMEOUT": "120",
+            "REMOTE_STRICT_HOST_KEYS": "false"}, timeout=60)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    failed = [line for line in done.stderr.splitlines() if line.startswith("cleanup failed: ")]
+    assert len(failed) == 1 and "remote cleanup" in failed[0] and "commands not run: true" in failed[0], done.stderr
+    assert elapsed < 12, elapsed
+
+
 def test_an_unknown_strategy_is_a_configuration_error(scripts, namespace):
     done = scripts("archive", *octopod_args(NAME, namespace), env={"ARCHIVE_STRATEGY": "delete"})
     assert done.returncode == 78
@@ -259,3 +362,43 @@ def test_pvc_selectors_and_rendered_specs():
     specs = rendered_specs({"manifest": manifest})
     assert "replicas" in specs[("Deployment", "web")] and "replicas" not in specs[("StatefulSet", "db")]
     assert rendered_specs({"manifest": ""}) is None and rendered_specs(None) is None
+
+
+@pytest.mark.parametrize("rendered_selector, live, record, expected", [
+    # the chart sets one (helm put it back, or kept ours beside it): only our key goes
+    ({"zone": "a"}, {"zone": "a", "octopod.io/archived": "true"}, '{"zone": "old"}', {"zone": "a"}),
+    ({"zone": "a"}, {"zone": "a"}, '{}', {"zone": "a"}),  # helm 4 SSA replaced the atomic map
+    # the chart sets none: the recorded selector fills in
+    (None, {"octopod.io/archived": "true"}, '{"disk": "ssd"}', {"disk": "ssd"}),
+    (None, {"octopod.io/archived": "true"}, '{}', None),
+    # an unreadable record: our key still goes
+    (None, {"disk": "ssd", "octopod.io/archived": "true"}, 'not json', {"disk": "ssd"}),
+    (None, {"octopod.io/archived": "true"}, '["x"]', None),
+])
+def test_restore_always_unparks_a_daemonset(rendered_selector, live, record, expected):
+    from octopod_control.actions import archive
+    from tests.support.kube_emu import merge_patch
+
+    spec = {"template": {"spec": {"containers": []}}}
+    if rendered_selector is not None:
+        spec["template"]["spec"]["nodeSelector"] = rendered_selector
+    obj = {"metadata": {"name": "agent", "annotations": {SELECTOR: record, "keep": "me"}},
+           "spec": {"template": {"spec": {"nodeSelector": live}}}}
+    patches = []
+
+    class Kubectl:
+        def patch(self, kind, name, namespace, patch):
+            patches.append((kind, name, namespace, patch))
+
+    archive._restore_one(Kubectl(), "DaemonSet", obj, "ns", {("DaemonSet", "agent"): spec})
+    (kind, name, namespace, patch), = patches
+    assert (kind, name, namespace) == ("DaemonSet", "agent", "ns")
+    after = merge_patch(obj, patch)
+    assert after["metadata"]["annotations"] == {"keep": "me"}
+    assert after["spec"]["template"]["spec"].get("nodeSelector") == expected
+    # No manifest to ask (none readable): only our key goes.
+    patches.clear()
+    archive._restore_one(Kubectl(), "DaemonSet", obj, "ns", None)
+    after = merge_patch(obj, patches[0][3])
+    left = {k: v for k, v in live.items() if k != "octopod.io/archived"}
+    assert after["spec"]["template"]["spec"].get("nodeSelector") == (left or None)

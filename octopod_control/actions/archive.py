@@ -1,16 +1,19 @@
 """archive: free the compute, keep the data; and the restore step create runs afterwards.
 
 ARCHIVE_STRATEGY=scale (default): every Deployment and StatefulSet of the release
-goes to 0 replicas and every CronJob is suspended, each by one kubectl merge patch
-that also records the previous value in an annotation (atomic: a killed run never
-leaves a workload at 0 without its count). Volumes, Secrets, ConfigMaps, Services
-and the helm release stay, so a restore keeps chart-generated passwords.
+goes to 0 replicas, every CronJob and every unfinished Job is suspended, and every
+DaemonSet is parked (a node selector no node matches: octopod.io/archived=true),
+each by one kubectl merge patch that also records the previous value in an
+annotation (atomic: a killed run never leaves a workload stopped without its
+record). Volumes, Secrets, ConfigMaps, Services and the helm release stay, so a
+restore keeps chart-generated passwords.
 ARCHIVE_STRATEGY=uninstall: `helm uninstall` (kept resources and StatefulSet PVCs stay).
 
 The workloads are found in the cluster (one LIST a kind), not by re-rendering the chart.
 """
 from __future__ import annotations
 
+import json
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +33,11 @@ if TYPE_CHECKING:
 
 ARCHIVED_REPLICAS = "octopod.io/archived-replicas"
 ARCHIVED_SUSPEND = "octopod.io/archived-suspend"
+ARCHIVED_NODE_SELECTOR = "octopod.io/archived-node-selector"  # the previous nodeSelector, JSON
+PARKED = ("octopod.io/archived", "true")  # a node label no node has: a DaemonSet's pods go
 SCALED_KINDS = ("Deployment", "StatefulSet")
+# Everything scale stops, in the order it is done (and archive_check looks).
+STOPPED_KINDS = (*SCALED_KINDS, "CronJob", "Job", "DaemonSet")
 STRATEGIES = ("scale", "uninstall")
 
 
@@ -55,21 +62,20 @@ def release_lock(settings: Settings, target: Target):
     """The lock create holds, so an archive never interleaves with a create on this host."""
     from ..helm import process_timeout
 
-    scope = settings.text("KUBECONFIG") or "in-cluster"
-    return locks.release_lock(scope, target.release, target.namespace,
-                              2 * process_timeout(settings.helm_timeout))
+    return locks.deployment_lock(settings, target, 2 * process_timeout(settings.helm_timeout))
 
 
 # -- scale
 def scale_down(settings: Settings, target: Target) -> None:
     from ..kube import client_for
+    from ..release_record import is_installed
     from ..workloads import release_objects
 
-    kinds = (*SCALED_KINDS, "CronJob", "DaemonSet")
     client = client_for(settings)
     try:
-        found = {kind: release_objects(client, target.namespace, target.release, kind) for kind in kinds}
-        installed = any(found.values()) or _installed(client, settings, target)
+        found = {kind: release_objects(client, target.namespace, target.release, kind)
+                 for kind in STOPPED_KINDS}
+        installed = any(found.values()) or is_installed(client, target, settings.helm_driver)
     finally:
         client.close()
     where = f"{target.namespace}/{target.release}"
@@ -84,10 +90,14 @@ def scale_down(settings: Settings, target: Target) -> None:
         for obj in found[kind]:
             changed += _scale_to_zero(kubectl, kind, obj, target.namespace)
     for obj in found["CronJob"]:
-        changed += _suspend(kubectl, obj, target.namespace)
+        changed += _suspend(kubectl, "CronJob", obj, target.namespace)
+    for obj in found["Job"]:
+        if job_finished(obj):
+            log(f"archive: job/{_name(obj)} already finished")
+        else:
+            changed += _suspend(kubectl, "Job", obj, target.namespace)
     for obj in found["DaemonSet"]:
-        warn(f"archive: daemonset/{_name(obj)} cannot be scaled to 0; its pods keep running "
-             "(ARCHIVE_STRATEGY=uninstall removes it)")
+        changed += _park(kubectl, obj, target.namespace)
     log(f"archive: {where} scaled down ({changed} change(s)); volumes, secrets and the release stay")
 
 
@@ -104,14 +114,44 @@ def _scale_to_zero(kubectl, kind: str, obj: dict, namespace: str) -> int:
     return 1
 
 
-def _suspend(kubectl, obj: dict, namespace: str) -> int:
+def _suspend(kubectl, kind: str, obj: dict, namespace: str) -> int:
+    """A CronJob starts no more Jobs; a suspended Job's controller deletes its running Pods."""
     if (obj.get("spec") or {}).get("suspend"):
-        log(f"archive: cronjob/{_name(obj)} already suspended")
+        log(f"archive: {kind.lower()}/{_name(obj)} already suspended")
         return 0
-    kubectl.patch("CronJob", _name(obj), namespace, {
+    kubectl.patch(kind, _name(obj), namespace, {
         "metadata": {"annotations": {ARCHIVED_SUSPEND: "false"}},
         "spec": {"suspend": True}})
     return 1
+
+
+def _park(kubectl, obj: dict, namespace: str) -> int:
+    """A DaemonSet cannot be scaled: its pod template gets a node selector no node matches,
+    so its controller deletes every Pod. The previous nodeSelector is recorded in the same patch."""
+    if is_parked(obj):  # already: the record holds what ran before, never our own key
+        log(f"archive: daemonset/{_name(obj)} already parked")
+        return 0
+    key, value = PARKED
+    kubectl.patch("DaemonSet", _name(obj), namespace, {
+        "metadata": {"annotations": {ARCHIVED_NODE_SELECTOR: json.dumps(node_selector(obj), sort_keys=True)}},
+        "spec": {"template": {"spec": {"nodeSelector": {key: value}}}}})
+    return 1
+
+
+def node_selector(obj: dict) -> dict:
+    return ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector")
+            or {})
+
+
+def is_parked(obj: dict) -> bool:
+    key, value = PARKED
+    return node_selector(obj).get(key) == value
+
+
+def job_finished(obj: dict) -> bool:
+    """Complete or Failed: a finished Job runs no Pod, and resuming it would not run it again."""
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in ((obj.get("status") or {}).get("conditions") or []))
 
 
 # -- uninstall
@@ -119,9 +159,11 @@ def uninstall_release(settings: Settings, target: Target) -> None:
     from ..kube import client_for
 
     where = f"{target.namespace}/{target.release}"
+    from ..release_record import is_installed
+
     client = client_for(settings)
     try:
-        installed = _installed(client, settings, target)
+        installed = is_installed(client, target, settings.helm_driver)
     finally:
         client.close()
     if not installed:
@@ -137,18 +179,14 @@ def uninstall_release(settings: Settings, target: Target) -> None:
     log(f"archive: release {where} uninstalled; kept resources and StatefulSet volumes stay")
 
 
-def _installed(client: "KubeClient", settings: Settings, target: Target) -> bool:
-    from ..release_record import current_release
-
-    return current_release(client, target.namespace, target.release, settings.helm_driver) is not None
-
-
 # -- restore (called by create after a successful helm upgrade)
 # kind -> (annotation, spec field, the value archive set, the recorded text parsed)
 RESTORED = {
     "Deployment": (ARCHIVED_REPLICAS, "replicas", 0, lambda text: _count(text)),
     "StatefulSet": (ARCHIVED_REPLICAS, "replicas", 0, lambda text: _count(text)),
     "CronJob": (ARCHIVED_SUSPEND, "suspend", True, lambda text: text == "true"),
+    "Job": (ARCHIVED_SUSPEND, "suspend", True, lambda text: text == "true"),
+    "DaemonSet": (ARCHIVED_NODE_SELECTOR, "nodeSelector", None, lambda text: _selector(text)),
 }
 
 
@@ -189,7 +227,7 @@ def archived_workloads(client: "KubeClient", target: Target) -> list[tuple[str, 
 
     return [(kind, obj) for kind, (annotation, *_) in RESTORED.items()
             for obj in release_objects(client, target.namespace, target.release, kind)
-            if annotation in _annotations(obj)]
+            if annotation in _annotations(obj) or (kind == "DaemonSet" and is_parked(obj))]
 
 
 class RestoreStep:
@@ -242,13 +280,18 @@ def rendered_specs(record: dict | None) -> dict[tuple[str, str], dict] | None:
 def _restore_one(kubectl, kind: str, obj: dict, namespace: str,
                  rendered: dict[tuple[str, str], dict] | None) -> None:
     annotation, field, archived_value, parse = RESTORED[kind]
-    name, text = _name(obj), _annotations(obj)[annotation]
+    name, text = _name(obj), _annotations(obj).get(annotation)
     drop: dict[str, Any] = {"metadata": {"annotations": {annotation: None}}}
     what = f"{kind.lower()}/{name}"
     try:
-        value = parse(text)
+        value = parse(text) if text is not None else None
     except ValueError:
         warn(f"restore: {what}: {annotation}={text!r} is not a value; left as helm set it")
+        value = None
+    if kind == "DaemonSet":  # parked: unparked in every case, record or not
+        _unpark(kubectl, obj, namespace, rendered, value, drop)
+        return
+    if value is None:
         kubectl.patch(kind, name, namespace, drop)
         return
     live = (obj.get("spec") or {}).get(field)
@@ -262,6 +305,42 @@ def _restore_one(kubectl, kind: str, obj: dict, namespace: str,
         return
     log(f"restore: {what}: the chart does not set {field}; restoring the recorded {text}")
     kubectl.patch(kind, name, namespace, {**drop, "spec": {field: value}})
+
+
+def _unpark(kubectl, obj: dict, namespace: str, rendered: dict[tuple[str, str], dict] | None,
+            recorded: dict[str, str] | None, drop: dict[str, Any]) -> None:
+    """Take our key out of the DaemonSet's nodeSelector, whatever helm's upgrade did with it.
+
+    Where the chart sets a nodeSelector, helm has put the chart's keys back (helm 4's
+    server-side apply with --force-conflicts replaces the whole atomic map; helm 3's
+    three-way merge, and helm 4's client-side one, keep a key no manifest ever held,
+    ours): only our key goes. Where the chart sets none, helm left the field alone and
+    the recorded selector is what ran: it comes back. With no manifest to ask, only
+    our key goes (and so it does without a readable record).
+    """
+    name, (key, _) = _name(obj), PARKED
+    current = node_selector(obj)
+    live = {k: v for k, v in current.items() if k != key}
+    spec = (rendered or {}).get(("DaemonSet", name)) or {}
+    chart_sets = rendered is None or "nodeSelector" in ((spec.get("template") or {}).get("spec") or {})
+    wanted = live if chart_sets or recorded is None else {**live, **recorded}
+    selector: dict[str, Any] | None = {key: None, **{k: v for k, v in wanted.items() if current.get(k) != v}}
+    if not wanted:
+        selector = None  # nothing left: back to no nodeSelector at all
+    if chart_sets:
+        how = "the chart sets its nodeSelector" if rendered is not None else "no manifest to ask"
+    else:
+        how = "no record" if recorded is None else f"the recorded nodeSelector {recorded} restored"
+    log(f"restore: daemonset/{name}: unparked ({how})")
+    kubectl.patch("DaemonSet", name, namespace,
+                  {**drop, "spec": {"template": {"spec": {"nodeSelector": selector}}}})
+
+
+def _selector(text: str) -> dict[str, str]:
+    value = json.loads(text)  # a JSONDecodeError is a ValueError
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(text)
+    return value
 
 
 def _count(text: str) -> int:

@@ -1,22 +1,38 @@
 """archive_check: is the compute really gone? One pass, no waiting (Octopod polls it).
 
 Archived means: no Pod of the release is Running or Pending, and with
-ARCHIVE_STRATEGY=scale every Deployment/StatefulSet asks for 0 replicas and every
-CronJob is suspended, or with uninstall the release is gone. An absent deployment
-is archived. Reads only (one LIST a kind, no helm or kubectl process).
+ARCHIVE_STRATEGY=scale every Deployment/StatefulSet asks for 0 replicas, every
+CronJob and every unfinished Job is suspended and every DaemonSet is parked, or
+with uninstall the release is gone. An absent deployment is archived. Reads only
+(one LIST a kind, no helm or kubectl process).
 """
 from __future__ import annotations
 
 from ..args import Deployment
+from ..errors import ExternalError
+from ..log import info
 from ..kube import client_for
 from ..release_record import current_release
 from ..settings import Settings
 from ..target import resolve_target
 from ..workloads import PATHS, release_objects, release_pods
-from .archive import SCALED_KINDS, strategy
+from .archive import PARKED, SCALED_KINDS, STOPPED_KINDS, is_parked, job_finished, strategy
 
 RUNNING = ("Running", "Pending")
-WORKLOAD_KINDS = (*SCALED_KINDS, "CronJob", "DaemonSet")
+WORKLOAD_KINDS = STOPPED_KINDS
+
+
+MAX_SHOWN = 20
+
+
+def archive_check(settings: Settings, deployment: Deployment) -> None:
+    """Return when the deployment is archived; otherwise raise, listing what still runs."""
+    lines = still_running(settings, deployment)
+    if lines:
+        shown = lines[:MAX_SHOWN] + ([f"... and {len(lines) - MAX_SHOWN} more"]
+                                     if len(lines) > MAX_SHOWN else [])
+        raise ExternalError("not archived yet:\n" + "\n".join(f"  {line}" for line in shown))
+    info(f"{deployment.name}: archived, no compute left")
 
 
 def still_running(settings: Settings, deployment: Deployment) -> list[str]:
@@ -55,6 +71,11 @@ def _unscaled(found: dict[str, list[dict]]) -> list[str]:
     for obj in found["CronJob"]:
         if not (obj.get("spec") or {}).get("suspend"):
             lines.append(f"cronjob/{obj['metadata']['name']}: not suspended")
+    for obj in found["Job"]:
+        if not job_finished(obj) and not (obj.get("spec") or {}).get("suspend"):
+            lines.append(f"job/{obj['metadata']['name']}: not finished and not suspended")
     for obj in found["DaemonSet"]:
-        lines.append(f"daemonset/{obj['metadata']['name']}: cannot be scaled to 0")
+        if not is_parked(obj):
+            lines.append(f"daemonset/{obj['metadata']['name']}: not parked "
+                         f"(no nodeSelector {'='.join(PARKED)})")
     return lines

@@ -21,7 +21,7 @@ from ..args import Deployment, split_path
 from ..errors import EXIT_FAILURE, EXIT_PARTIAL, EXIT_TAG_MISMATCH, ConfigError, ExternalError, UsageError
 from ..kube import KubeClient, client_for
 from ..readiness import FAILED, PARTIAL, Verdict, daemonset, deployment, job, pods, statefulset
-from ..release_record import current_release, manifest_objects, release_value
+from ..release_record import current_and_deployed, manifest_objects, release_value
 from ..settings import Settings
 from ..target import Target, resolve_target
 from ..workloads import PATHS, pods_of, release_objects
@@ -32,6 +32,8 @@ JUDGES: dict[str, Callable[[Mapping[str, Any]], Verdict]] = {
     "DaemonSet": daemonset.verdict,
     "Job": job.verdict,
 }
+# Kinds the cluster deletes on its own once they have done their work (Job TTL).
+GARBAGE_COLLECTED = ("Job",)
 
 
 def check(settings: Settings, deployment: Deployment, tag: str) -> int:
@@ -41,16 +43,21 @@ def check(settings: Settings, deployment: Deployment, tag: str) -> int:
     driver = settings.helm_driver
     client = client_for(settings)
     try:
-        record = current_release(client, target.namespace, target.release, driver)
+        record, deployed = current_and_deployed(client, target.namespace, target.release, driver)
         if record is None:
             raise ExternalError(f"release {target.release} not found in namespace {target.namespace} "
                                 f"(HELM_DRIVER={driver})")
         if tag:
-            running = release_value(record, tag_path)
+            # What runs is what helm last deployed: a failed or unfinished upgrade after it
+            # (helm killed, the API failing midway) proves nothing about its tag.
+            running = release_value(deployed, tag_path) if deployed else None
             if running is None or str(running) != tag:
                 shown = "no tag" if running is None else f"tag {running}"
+                why = "" if deployed is record else (
+                    f"; the newest revision, {record.get('version', '?')}, is "
+                    f"{(record.get('info') or {}).get('status', 'unknown')}")
                 _say(f"tag mismatch: release {target.release} runs {shown} "
-                     f"({'.'.join(tag_path)}), requested {tag}")
+                     f"({'.'.join(tag_path)}), requested {tag}{why}")
                 return EXIT_TAG_MISMATCH
         verdicts = workload_verdicts(client, target, record)
     finally:
@@ -126,8 +133,14 @@ def _pods_for(obj: dict, kind: str, all_pods: list[dict]) -> list[dict]:
 
 def _missing(declared: list[tuple[str, str | None, str | None]], found: list[tuple[dict, Verdict]],
              namespace: str) -> list[Verdict]:
-    """Workloads the release's manifest declares in this namespace that the cluster lacks."""
+    """Workloads the release's manifest declares in this namespace that the cluster lacks.
+
+    A Job is not among them: one that finished is deleted by its ttlSecondsAfterFinished
+    (or by hand) while the release still declares it; it ran, and a failed one is judged
+    while it exists. A missing Deployment, StatefulSet or DaemonSet runs nothing.
+    """
     present = {(v.kind, v.name) for _, v in found}
     return [Verdict(kind, name, FAILED, "", ["in the release but not in the cluster"])
             for kind, name, ns in declared
-            if kind in JUDGES and name and ns in (None, namespace) and (kind, name) not in present]
+            if kind in JUDGES and kind not in GARBAGE_COLLECTED and name and ns in (None, namespace)
+            and (kind, name) not in present]

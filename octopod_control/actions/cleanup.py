@@ -4,21 +4,25 @@ In order: `helm uninstall` when the release is still installed; then whatever of
 release is left (kept Secrets/ConfigMaps, `resource-policy: keep` objects, PVCs made
 from volumeClaimTemplates or matched by the PVC selectors, helm's own records of
 this release) is deleted with kubectl; the namespace when CLEANUP_NAMESPACE=true;
-last, remote cleanup over SSH. A failed part is reported and the rest still runs;
-the whole Kubernetes part is bounded by CLEANUP_TIMEOUT. Idempotent.
+last, remote cleanup over SSH. Every setting is read and checked first: a bad one
+is a configuration error before anything is touched, never a stop halfway. A failed
+part is reported and the rest still runs; the whole run is bounded by CLEANUP_TIMEOUT
+(the remote part gets what is left). Idempotent.
 """
 from __future__ import annotations
 
-import time
+import sys
 from typing import Callable
 
 from .. import locks
+from ..deadline import Deadline
 from ..args import Deployment
 from ..errors import ExternalError, OctopodError
 from ..kube import KubeClient, client_for
 from ..log import info as log
+from ..release_record import is_installed
 from ..settings import Settings, render_template
-from ..target import Target, resolve_target
+from ..target import Target, helm_for, resolve_target
 from ..workloads import PATHS, is_helm_record, release_objects
 
 # What `kubectl get all,pvc,secret,cm` shows, and the rest a chart commonly leaves behind.
@@ -27,35 +31,37 @@ LEFTOVER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "R
                   "Secret", "PersistentVolumeClaim")
 
 
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self.end - time.monotonic())
-
-    def check(self, what: str) -> None:
-        if not self.remaining():
-            raise ExternalError(f"CLEANUP_TIMEOUT ({self.seconds:g}s) reached before {what}")
+def cleanup(settings: Settings, deployment: Deployment) -> None:
+    """Clean up everything; raise after reporting each part that failed on stderr."""
+    failures = cleanup_parts(settings, deployment)
+    for failure in failures:
+        print(f"cleanup failed: {failure}", file=sys.stderr, flush=True)
+    if failures:
+        raise ExternalError(f"cleanup of {deployment.name}: {len(failures)} part(s) failed (listed above)")
 
 
-def cleanup(settings: Settings, deployment: Deployment) -> list[str]:
+def cleanup_parts(settings: Settings, deployment: Deployment) -> list[str]:
     """Clean up; returns one message per part that failed ([] when everything is gone)."""
+    # Every setting first: a ConfigError after the uninstall would skip the rest, for good.
+    from .remote_cleanup import plan
+
     target = resolve_target(settings, deployment)
-    deadline = Deadline(settings.seconds("CLEANUP_TIMEOUT", 300))
+    timeout = settings.seconds("CLEANUP_TIMEOUT", 300)
     selectors = pvc_selectors(settings, deployment, target)
+    with_namespace = settings.flag("CLEANUP_NAMESPACE")
+    _ = (settings.helm_driver, settings.helm_timeout, settings.kube_timeout)  # used below, checked now
+    remote = plan(settings, deployment)
+    deadline = Deadline(timeout, "CLEANUP_TIMEOUT")
     log(f"cleanup of {target.namespace}/{target.release}: PVC selectors {' ; '.join(selectors)}")
     try:
-        with locks.release_lock(settings.text("KUBECONFIG") or "in-cluster", target.release,
-                                target.namespace, deadline.remaining()):  # create's and archive's lock
+        with locks.deployment_lock(settings, target, deadline.remaining()):  # create's and archive's lock
             failures = kubernetes_cleanup(settings, target, selectors, deadline)
     except OctopodError as exc:  # the lock: another run kept it past the deadline
         failures = [f"Kubernetes part skipped: {exc}"]
-    if settings.flag("CLEANUP_NAMESPACE"):
+    if with_namespace:
         _attempt(failures, f"namespace {target.namespace}",
                  lambda: delete_namespace(settings, target, deadline))
-    _attempt(failures, "remote cleanup", lambda: failures.extend(_remote(settings, deployment)))
+    _attempt(failures, "remote cleanup", lambda: failures.extend(_remote(remote, deployment, deadline)))
     if not failures:
         log(f"cleanup of {target.namespace}/{target.release}: done, nothing left")
     return failures
@@ -78,7 +84,7 @@ def kubernetes_cleanup(settings: Settings, target: Target, selectors: list[str],
         return [f"Kubernetes part skipped: {exc}"]
     try:
         try:
-            installed = _installed(client, settings, target)
+            installed = is_installed(client, target, settings.helm_driver)
         except OctopodError as exc:  # nothing else in Kubernetes can work either
             return [f"Kubernetes part skipped: {exc}"]
         if installed:
@@ -131,11 +137,9 @@ def _delete_leftovers(settings: Settings, target: Target, leftovers: dict[str, l
 
 
 def _uninstall(settings: Settings, target: Target, deadline: Deadline) -> None:
-    from ..helm import Helm
-
     # helm's process may take its --timeout plus a grace of as much again: fit both in the deadline.
-    seconds = max(1.0, min(settings.helm_timeout, deadline.remaining() / 2))
-    helm = Helm(settings.helm_bin, settings.environ(), seconds)
+    helm = helm_for(settings)
+    helm.timeout = max(1.0, min(settings.helm_timeout, deadline.remaining() / 2))
     result = helm.uninstall(target.release, target.namespace)
     if not result.ok and "not found" not in result.output:
         raise ExternalError(f"failed with exit code {result.returncode} (helm's output is above)")
@@ -152,16 +156,10 @@ def delete_namespace(settings: Settings, target: Target, deadline: Deadline) -> 
     kubectl_for(settings).delete("Namespace", [target.namespace], None, timeout=deadline.remaining())
 
 
-def _remote(settings: Settings, deployment: Deployment) -> list[str]:
-    from .remote_cleanup import remote_cleanup
+def _remote(planned, deployment: Deployment, deadline: Deadline) -> list[str]:
+    from .remote_cleanup import run_plan
 
-    return [f"remote cleanup: {message}" for message in remote_cleanup(settings, deployment)]
-
-
-def _installed(client: KubeClient, settings: Settings, target: Target) -> bool:
-    from ..release_record import current_release
-
-    return current_release(client, target.namespace, target.release, settings.helm_driver) is not None
+    return [f"remote cleanup: {message}" for message in run_plan(planned, deployment, deadline)]
 
 
 def _attempt(failures: list[str], what: str, action: Callable[[], object]) -> None:

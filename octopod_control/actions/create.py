@@ -40,9 +40,8 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
 
     from .archive import RestoreStep
 
-    scope = settings.text("KUBECONFIG") or "in-cluster"
     # Wait as long as another run may hold it: an upgrade, a recovery and a second upgrade.
-    with locks.release_lock(scope, target.release, target.namespace, 2 * process_timeout(helm.timeout)):
+    with locks.deployment_lock(settings, target, 2 * process_timeout(helm.timeout)):
         # A restore after an archive: its reads run while helm works, its writes after a good upgrade.
         restore = RestoreStep(settings, target)
         result = upgrade()

@@ -6,34 +6,62 @@ so a cleanup without remote hosts stays as fast as before.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from ..args import Deployment
 from ..log import info as log
 from ..settings import Settings
 
+if TYPE_CHECKING:
+    from ..deadline import Deadline
 
-def remote_cleanup(settings: Settings, deployment: Deployment) -> list[str]:
+
+@dataclass(frozen=True)
+class Plan:
+    """What remote cleanup will do, its settings read and validated."""
+    hosts: list[Any]  # remote.Host
+    commands: list[str]
+    options: Any  # remote.Options
+
+
+def remote_cleanup(settings: Settings, deployment: Deployment, deadline: "Deadline | None" = None) -> list[str]:
     """Run REMOTE_CLEANUP_COMMANDS on every REMOTE_CLEANUP_HOSTS host.
 
     Returns one message per failure, naming the host and the command; [] on success
     or when no hosts are configured. A bad configuration raises ConfigError before
-    any host is contacted.
+    any host is contacted. With a deadline, each connect and command gets at most
+    what is left of it.
     """
+    return run_plan(plan(settings, deployment), deployment, deadline)
+
+
+def plan(settings: Settings, deployment: Deployment) -> Plan | None:
+    """Read and validate every remote cleanup setting (ConfigError); None when there is nothing to do."""
     if not settings.text("REMOTE_CLEANUP_HOSTS"):
-        return []
+        return None
     from .. import remote
 
     hosts = remote.parse_hosts(settings.text("REMOTE_CLEANUP_HOSTS"))
     commands = remote.render_commands(settings.text("REMOTE_CLEANUP_COMMANDS"),
                                       deployment.template_fields())
     if not hosts:
+        return None
+    return Plan(hosts, commands, remote.options(settings))
+
+
+def run_plan(planned: Plan | None, deployment: Deployment, deadline: "Deadline | None" = None) -> list[str]:
+    if planned is None:
         return []
-    if not commands:
+    if not planned.commands:
         log("remote cleanup: REMOTE_CLEANUP_HOSTS is set but REMOTE_CLEANUP_COMMANDS is empty; "
             "nothing to run")
         return []
-    log(f"remote cleanup of {deployment.name}: {len(commands)} command(s) on "
-        + ", ".join(str(h) for h in hosts))
-    failures = remote.run_everywhere(hosts, commands, remote.options(settings))
+    from .. import remote
+
+    log(f"remote cleanup of {deployment.name}: {len(planned.commands)} command(s) on "
+        + ", ".join(str(h) for h in planned.hosts))
+    failures = remote.run_everywhere(planned.hosts, planned.commands, planned.options, deadline)
     if not failures:
         log(f"remote cleanup of {deployment.name}: done on every host")
     return failures
