@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 from .deadline import Deadline
 from .errors import ConfigError, ExternalError, OctopodError
+from .settings import FALSE_WORDS, TRUE_WORDS
 
 # Every manifest kind a tag may point at; a multi-arch tag (index/list) counts as present.
 # Schema1 last, for very old images: without it 2.8 would answer such a tag 404.
@@ -111,9 +112,9 @@ def parse_images(raw: str) -> list[ImageRef]:
 def insecure_hosts(raw: str) -> set[str] | bool:
     """REGISTRY_INSECURE: true (every registry over plain http), false, or a list of hosts."""
     value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
+    if value in TRUE_WORDS:
         return True
-    if value in ("", "0", "false", "no", "off"):
+    if value in FALSE_WORDS:
         return set()
     return {h.strip() for h in value.split(",") if h.strip()}
 

@@ -19,8 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = PROJECT_ROOT / "env"
 
 _SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|PRIVATE|CONTENT|CONFIG_JSON|CREDENTIAL")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 TEMPLATE_FIELDS = ("name", "namespace", "project_name", "base_domain", "tag")
 
 
@@ -92,9 +92,9 @@ class Settings:
 
     def flag(self, name: str, default: bool = False) -> bool:
         raw = self.text(name, "true" if default else "false").lower()
-        if raw in _TRUE:
+        if raw in TRUE_WORDS:
             return True
-        if raw in _FALSE:
+        if raw in FALSE_WORDS:
             return False
         raise ConfigError(f"{name}={raw!r}: expected true or false")
 
