@@ -231,11 +231,6 @@ def test_hostile_input_is_rejected_with_64_and_no_release(scripts, octopod_env, 
     assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stderr
 
 
-def test_wrappers_are_up_to_date():
-    done = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "--search-root", str(ROOT), "wrappers",
-                           "--check"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-
 
 def test_helm4_takes_back_fields_and_upgrades_helm3_releases(cluster, scripts, octopod_env, namespace,
                                                              tmp_path):
