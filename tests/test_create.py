@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT, tool
+from tests.support.processes import kill_helm_when
 
 TRICKY = {
     "COMMA": "a,b",
@@ -110,21 +111,9 @@ def test_wait_times_out_honestly_without_controllers(scripts, namespace):
 def test_a_release_left_pending_is_recovered(cluster, scripts, octopod_env, namespace):
     """A run killed mid-install leaves `pending-install`; the next create removes and redoes it."""
     env = dict(octopod_env, HELM_TIMEOUT="30")
-    helm = subprocess.Popen([env["HELM_BIN"], "upgrade", "--install", "feat-6",
-                             str(ROOT / "charts" / "example"), "-n", namespace, "--wait",
-                             "--timeout", "30s"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):  # until helm has recorded the pending revision
-            status = subprocess.run([env["HELM_BIN"], "status", "feat-6", "-n", namespace, "-o", "json"],
-                                    env=env, capture_output=True, text=True, timeout=30)
-            if status.returncode == 0 and "pending" in json.loads(status.stdout)["info"]["status"]:
-                break
-        else:
-            pytest.fail("helm never recorded a pending release")
-    finally:
-        helm.kill()
-        helm.wait()
+    kill_helm_when("pending-install", [env["HELM_BIN"], "upgrade", "--install", "feat-6",
+                                       str(ROOT / "charts" / "example"), "-n", namespace, "--wait",
+                                       "--timeout", "30s"], env, "feat-6", namespace)
     with cluster.controller(namespace):
         done = scripts("create", *octopod_args("feat-6", namespace, "--tag", "v1"))
     assert done.returncode == 0, done.stderr
@@ -140,20 +129,9 @@ def test_a_release_left_pending_upgrade_is_rolled_back_then_upgraded(cluster, sc
     env = dict(octopod_env, HELM_TIMEOUT="30")
     with cluster.controller(namespace):
         assert scripts("create", *octopod_args("feat-9", namespace, "--tag", "v1")).returncode == 0
-    helm = subprocess.Popen([env["HELM_BIN"], "upgrade", "feat-9", str(ROOT / "charts" / "example"),
-                             "-n", namespace, "--wait", "--timeout", "30s", "--set", "app.tag=v2"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            status = subprocess.run([env["HELM_BIN"], "status", "feat-9", "-n", namespace, "-o", "json"],
-                                    env=env, capture_output=True, text=True, timeout=30)
-            if json.loads(status.stdout)["info"]["status"] == "pending-upgrade":
-                break
-        else:
-            pytest.fail("helm never recorded a pending upgrade")
-    finally:
-        helm.kill()
-        helm.wait()
+    kill_helm_when("pending-upgrade", [env["HELM_BIN"], "upgrade", "feat-9",
+                                       str(ROOT / "charts" / "example"), "-n", namespace, "--wait",
+                                       "--timeout", "30s", "--set", "app.tag=v2"], env, "feat-9", namespace)
     with cluster.controller(namespace):
         done = scripts("create", *octopod_args("feat-9", namespace, "--tag", "v3"))
     assert done.returncode == 0, done.stderr

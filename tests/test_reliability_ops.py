@@ -23,11 +23,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_script, tool
+from tests.support.processes import kill_helm_when
 from tests.support.registry import basic_auth, htpasswd_file, push_images, start_registry
 from tests.test_create import helm_values, kubectl_json, octopod_args
-from tests.test_init import PASSWORD as REPO_PASSWORD, USER as REPO_USER, chart_repo, clean_env  # noqa: F401
-from tests.test_lifecycle import CHART as LIFECYCLE_CHART, NAME as LIFE, get, pvc, replicas, stop_pods
-from tests.test_reliability import CmdlineSampler, dead_kubeconfig, files_containing, one_clear_line  # noqa: F401
+from tests.test_init import PASSWORD as REPO_PASSWORD
+from tests.test_init import USER as REPO_USER
+from tests.test_init import chart_repo, clean_env  # noqa: F401  (chart_repo: a fixture)
+from tests.test_lifecycle import CHART as LIFECYCLE_CHART
+from tests.test_lifecycle import NAME as LIFE
+from tests.test_lifecycle import get, pvc, replicas, stop_pods
+from tests.test_reliability import (  # noqa: F401  (dead_kubeconfig: a fixture)
+    CmdlineSampler, dead_kubeconfig, files_containing, one_clear_line)
 from tests.test_remote_cleanup import sshd  # noqa: F401  (module-scoped fixture: a real sshd)
 
 pytestmark = pytest.mark.reliability
@@ -116,20 +122,9 @@ def test_helm_killed_mid_upgrade_check_sees_the_old_tag_and_create_recovers(clus
     """test_create covers a kill mid-install; this is mid-upgrade (`pending-upgrade` over revision 1)."""
     create(scripts, "kill", "--app-env-override", "WHO=first", namespace=namespace)
     helm_bin = octopod_env["HELM_BIN"]
-    helm = subprocess.Popen([helm_bin, "upgrade", "kill", str(ROOT / "charts" / "example"), "-n", namespace,
-                             "--reuse-values", "--set", "app.tag=v2", "--wait", "--timeout", "30s"],
-                            env=octopod_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):  # until helm has recorded the pending revision (it then waits for pods)
-            status = subprocess.run([helm_bin, "status", "kill", "-n", namespace, "-o", "json"], env=octopod_env,
-                                    capture_output=True, text=True, timeout=30)
-            if status.returncode == 0 and json.loads(status.stdout)["info"]["status"] == "pending-upgrade":
-                break
-        else:
-            pytest.fail("helm never recorded a pending upgrade")
-    finally:
-        helm.kill()
-        helm.wait()
+    kill_helm_when("pending-upgrade", [helm_bin, "upgrade", "kill", str(ROOT / "charts" / "example"),
+                                       "-n", namespace, "--reuse-values", "--set", "app.tag=v2", "--wait",
+                                       "--timeout", "30s"], octopod_env, "kill", namespace)
     status = scripts("check", *octopod_args("kill", namespace, "--tag", "v2"))
     assert status.returncode == 3, status.stderr
     assert "runs tag v1" in status.stderr and "the newest revision, 2, is pending-upgrade" in status.stderr

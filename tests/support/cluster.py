@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from tests.support import processes
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -120,12 +122,7 @@ class Cluster:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            processes.stop(self.proc)
 
 
 def start_emulator(workdir: Path, *extra: str) -> Cluster:
