@@ -17,6 +17,7 @@ import re
 import shlex
 import string
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
@@ -183,10 +184,14 @@ def run_on_host(host: Host, commands: list[str], opts: Options,
                 continue
             log(f"{host}: $ {shown}")
             stream = _LineLog(f"[{host}] ", redact)
+            started = time.monotonic()
             try:
                 result = conn.run(command, warn=True, hide=False, pty=False, in_stream=False,
                                   out_stream=stream, err_stream=stream, timeout=limit)
                 code = result.exited
+                if code == -1 and time.monotonic() - started >= limit:
+                    # Invoke's timer closed the channel before it raised: no exit status came.
+                    code = None
             except CommandTimedOut:
                 code = None
             except network as exc:
