@@ -1,6 +1,7 @@
 """Shared fixtures: pinned helm 3/4 and kubectl, a Kubernetes API (emulated or real), scripts/."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -67,6 +68,18 @@ def octopod_env(cluster: Cluster, helm_bin: str, tmp_path: Path, namespace: str)
         HELM_TIMEOUT="60",
     )
     return env
+
+
+@pytest.fixture
+def dead_kubeconfig(tmp_path: Path) -> str:
+    """A kubeconfig whose API server is a closed port: the cluster is unreachable."""
+    path = tmp_path / "dead-kubeconfig.yaml"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "dead", "user": {"token": "x"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}]}))
+    return str(path)
 
 
 def run_script(name: str, *args: str, env: dict[str, str], cwd: Path | None = None,

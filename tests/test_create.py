@@ -167,14 +167,8 @@ def test_info_lists_ingress_hosts_and_survives_a_missing_release(cluster, script
     assert missing.stdout.splitlines() == ["app,https://never-made.staging.example.com"]
 
 
-def test_info_with_the_api_down_still_prints_configured_urls(scripts, namespace, tmp_path):
-    kubeconfig = tmp_path / "dead.yaml"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
-        "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "dead", "user": {"token": "x"}}],
-        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}]}))
-    done = scripts("info", *octopod_args("x", namespace), env={"KUBECONFIG": str(kubeconfig)})
+def test_info_with_the_api_down_still_prints_configured_urls(scripts, namespace, dead_kubeconfig):
+    done = scripts("info", *octopod_args("x", namespace), env={"KUBECONFIG": dead_kubeconfig})
     assert done.returncode == 0
     assert done.stdout == "app,https://x.staging.example.com\n"
     assert "unreachable" in done.stderr

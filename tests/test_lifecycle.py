@@ -271,15 +271,9 @@ def test_archive_of_a_never_created_name(scripts, namespace, strategy):
     assert scripts("archive_check", *octopod_args("never-made", namespace), env=env).returncode == 0
 
 
-def test_cleanup_with_the_api_unreachable(scripts, namespace, tmp_path):
-    dead = tmp_path / "dead.yaml"
-    dead.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
-        "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "dead", "user": {"token": "x"}}],
-        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}]}))
+def test_cleanup_with_the_api_unreachable(scripts, namespace, dead_kubeconfig):
     started = time.monotonic()
-    done = scripts("cleanup", *octopod_args(NAME, namespace), env={"KUBECONFIG": str(dead)})
+    done = scripts("cleanup", *octopod_args(NAME, namespace), env={"KUBECONFIG": dead_kubeconfig})
     assert done.returncode == 1
     assert "cleanup failed: Kubernetes part skipped: Kubernetes API http://127.0.0.1:9 unreachable" in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: cleanup of life: 1 part(s) failed")

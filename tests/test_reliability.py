@@ -20,13 +20,6 @@ from tests.test_create import helm_values, octopod_args
 
 pytestmark = pytest.mark.reliability
 
-DEAD_KUBECONFIG = {
-    "apiVersion": "v1", "kind": "Config", "current-context": "dead",
-    "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
-    "users": [{"name": "dead", "user": {"token": "x"}}],
-    "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}],
-}
-
 
 def one_clear_line(stderr: str) -> str:
     """The last line is the error; no traceback anywhere."""
@@ -34,13 +27,6 @@ def one_clear_line(stderr: str) -> str:
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: "), stderr
     return last
-
-
-@pytest.fixture
-def dead_kubeconfig(tmp_path: Path) -> str:
-    path = tmp_path / "dead.yaml"
-    path.write_text(json.dumps(DEAD_KUBECONFIG))
-    return str(path)
 
 
 # ---------------------------------------------------------------- faults

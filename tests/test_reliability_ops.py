@@ -32,8 +32,7 @@ from tests.test_init import chart_repo, clean_env  # noqa: F401  (chart_repo: a 
 from tests.test_lifecycle import CHART as LIFECYCLE_CHART
 from tests.test_lifecycle import NAME as LIFE
 from tests.test_lifecycle import get, pvc, replicas, stop_pods
-from tests.test_reliability import (  # noqa: F401  (dead_kubeconfig: a fixture)
-    CmdlineSampler, dead_kubeconfig, files_containing, one_clear_line)
+from tests.test_reliability import CmdlineSampler, files_containing, one_clear_line
 from tests.test_remote_cleanup import sshd  # noqa: F401  (module-scoped fixture: a real sshd)
 
 pytestmark = pytest.mark.reliability
