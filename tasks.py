@@ -140,6 +140,14 @@ def cleanup(c, name=None, namespace=None, project_name=None, base_domain=None):
     free_all(*_load(name=name, namespace=namespace, project_name=project_name, base_domain=base_domain))
 
 
+@octopod_task(help=COMMON_HELP)
+def adopt(c, name=None, namespace=None, project_name=None, base_domain=None):
+    """Mark a release (and its own namespace) made before ownership marks as this staging's."""
+    from octopod_control.actions.adopt import adopt as mark
+
+    mark(*_load(name=name, namespace=namespace, project_name=project_name, base_domain=base_domain))
+
+
 @octopod_task
 def config(c):
     """Print the effective configuration (env files < process environment), secrets masked."""
@@ -220,4 +228,4 @@ def bundle(c, out="dist/utils", helm=None, kubectl=None, python=None):
 
 
 ns = Collection(create, update, info, check, tag_check, config, wrappers, demo, test, init,
-                remote_cleanup, bundle, archive, archive_check, cleanup)
+                remote_cleanup, bundle, archive, archive_check, cleanup, adopt)

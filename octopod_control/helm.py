@@ -88,12 +88,14 @@ class Helm:
 
     # -- operations
     def upgrade_install(self, release: str, chart: str, namespace: str, *, values: str,
-                        values_files: Iterable[str] = (), version: str = "", wait: bool = True,
-                        create_namespace: bool = False) -> process.Result:
-        """helm upgrade --install; on helm 4, taking back fields other managers changed."""
+                        labels: Mapping[str, str], values_files: Iterable[str] = (),
+                        version: str = "", wait: bool = True) -> process.Result:
+        """helm upgrade --install, the release marked with `labels`; on helm 4, taking back
+        fields other managers changed. Never --take-ownership: helm keeps refusing objects
+        that another release (or no release) owns."""
         run = functools.partial(self._upgrade_install, release, chart, namespace, values=values,
-                                values_files=list(values_files), version=version, wait=wait,
-                                create_namespace=create_namespace)
+                                labels=labels, values_files=list(values_files), version=version,
+                                wait=wait)
         if self.major < 4:
             return run(force_conflicts=False)
         # helm 4 applies server-side: a field another manager touched (archive's replica
@@ -108,14 +110,14 @@ class Helm:
         return result
 
     def _upgrade_install(self, release: str, chart: str, namespace: str, *, values: str,
-                         values_files: list[str], version: str, wait: bool, create_namespace: bool,
-                         force_conflicts: bool) -> process.Result:
+                         labels: Mapping[str, str], values_files: list[str], version: str,
+                         wait: bool, force_conflicts: bool) -> process.Result:
         args = ["upgrade", "--install", release, chart, "--namespace", namespace,
                 "--reset-values", "--hide-notes", "--timeout", f"{int(self.timeout)}s"]
+        if labels:
+            args += ["--labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items()))]
         if version:
             args += ["--version", version]
-        if create_namespace:
-            args.append("--create-namespace")
         args += self.wait_flags(wait)
         if force_conflicts:
             args.append("--force-conflicts")
@@ -141,9 +143,11 @@ class Helm:
         return self._run(["rollback", release, str(revision), "--namespace", namespace,
                           "--timeout", f"{int(self.timeout)}s"], echo=True)
 
-    def uninstall(self, release: str, namespace: str) -> process.Result:
-        return self._run(["uninstall", release, "--namespace", namespace,
-                          "--timeout", f"{int(self.timeout)}s"], echo=True)
+    def uninstall(self, release: str, namespace: str, *, keep_history: bool = False) -> process.Result:
+        """helm uninstall; with keep_history the marked release record stays (status
+        uninstalled), so what was the staging's is still known to be ours afterwards."""
+        args = ["uninstall", release, "--namespace", namespace, "--timeout", f"{int(self.timeout)}s"]
+        return self._run(args + (["--keep-history"] if keep_history else []), echo=True)
 
     # -- chart repositories (init)
     def repo_add(self, name: str, url: str, *, username: str = "", password: str = "",

@@ -60,17 +60,37 @@ def is_installed(client: KubeClient, target: "Target", driver: str) -> bool:
     return current_release(client, target.namespace, target.release, driver) is not None
 
 
+def storage_kind(driver: str) -> str:
+    return "ConfigMap" if driver == "configmap" else "Secret"
+
+
+def storage_items(client: KubeClient, namespace: str, release: str, driver: str) -> list[dict]:
+    """The storage objects of the release's revisions that are not superseded (one LIST):
+    the newest, the last deployed, and any failed, pending or uninstalled one."""
+    selector = f"owner=helm,name={release},status!=superseded"
+    return client.list(PATHS[storage_kind(driver)].format(ns=namespace), label_selector=selector)
+
+
+def newest_item(items: list[dict]) -> dict | None:
+    """The storage object of the highest revision (its labels carry the ownership mark)."""
+    return max(items, key=_version) if items else None
+
+
+def is_gone(record: dict) -> bool:
+    """An uninstalled revision kept by `helm uninstall --keep-history`: nothing runs."""
+    return (record.get("info") or {}).get("status") in GONE
+
+
 def current_and_deployed(client: KubeClient, namespace: str, release: str,
-                         driver: str) -> tuple[dict | None, dict | None]:
+                         driver: str, items: list[dict] | None = None) -> tuple[dict | None, dict | None]:
     """(the highest revision, the highest one helm marked deployed), from the same one LIST.
 
     They differ after a failed or interrupted upgrade: helm records the new revision as
     `failed` (or leaves it `pending-*`) and the previous one stays `deployed`. Only the
     latter is known to run; it is decoded only when it is not the highest.
     """
-    kind = "ConfigMap" if driver == "configmap" else "Secret"
-    selector = f"owner=helm,name={release},status!=superseded"
-    items = client.list(PATHS[kind].format(ns=namespace), label_selector=selector)
+    if items is None:
+        items = storage_items(client, namespace, release, driver)
     if not items:
         return None, None
     newest = max(items, key=_version)
@@ -129,3 +149,33 @@ def manifest_objects(manifest: str) -> list[tuple[str, str | None, str | None]]:
         block = meta.group(1) if meta else ""
         found.append((kind.group(1), _child(block, "name"), _child(block, "namespace")))
     return found
+
+
+# -- the rendered manifest parsed in full (restore and cleanup, which are not start-time bound)
+def rendered_specs(record: dict | None) -> dict[tuple[str, str], dict] | None:
+    """(kind, name) -> spec as the release's manifest renders it; None when unreadable."""
+    if not record or not record.get("manifest"):
+        return None
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        docs = list(yaml.load_all(record["manifest"], Loader=loader))
+    except yaml.YAMLError:
+        return None
+    return {(d.get("kind"), (d.get("metadata") or {}).get("name")): d.get("spec") or {}
+            for d in docs if isinstance(d, dict)}
+
+
+def claim_templates(record: dict | None) -> list[tuple[str, str]]:
+    """(claim template, StatefulSet) pairs of the release: the controller names each volume
+    `<template>-<statefulset>-<ordinal>`, and labels alone cannot prove a volume is ours."""
+    pairs = []
+    for (kind, name), spec in (rendered_specs(record) or {}).items():
+        if kind != "StatefulSet" or not isinstance(spec, dict):
+            continue
+        for template in spec.get("volumeClaimTemplates") or []:
+            claim = ((template or {}).get("metadata") or {}).get("name") if isinstance(template, dict) else None
+            if claim and name:
+                pairs.append((claim, name))
+    return pairs

@@ -31,11 +31,16 @@ def resolve_target(settings: Settings, deployment: Deployment) -> Target:
         raise ConfigError(f"RELEASE_NAME gives {release!r}, not a valid helm release name")
     if not NAMESPACE_PATTERN.fullmatch(namespace):
         raise ConfigError(f"DEPLOY_NAMESPACE gives {namespace!r}, not a valid namespace")
-    if "{name}" in (settings.text("DEPLOY_NAMESPACE") or "") and _reserved(namespace, deployment):
+    if namespace_per_staging(settings) and _reserved(namespace, deployment):
         # The deployment's name picks the namespace, and cleanup may delete it: never a system one.
         raise UsageError(f"--name: {deployment.name} would deploy into the namespace {namespace}, "
                          "which belongs to the cluster or to Octopod")
     return Target(release, namespace)
+
+
+def namespace_per_staging(settings: Settings) -> bool:
+    """DEPLOY_NAMESPACE derived from {name}: each staging has a namespace of its own."""
+    return "{name}" in (settings.text("DEPLOY_NAMESPACE") or "")
 
 
 def _reserved(namespace: str, deployment: Deployment) -> bool:
@@ -45,8 +50,9 @@ def _reserved(namespace: str, deployment: Deployment) -> bool:
 
 def helm_for(settings: Settings, secrets: list[str] | None = None) -> Helm:
     from .helm import Helm
+    from .incluster import tool_environ
 
-    return Helm(settings.helm_bin, settings.environ(), settings.helm_timeout, list(secrets or []))
+    return Helm(settings.helm_bin, tool_environ(settings), settings.helm_timeout, list(secrets or []))
 
 
 def resolve_chart(chart: str) -> str:

@@ -7,6 +7,7 @@ many workloads the release has (check's cost budget depends on it).
 from __future__ import annotations
 
 from .kube import KubeClient, belongs_to_release
+from .ownership import helm_made
 
 PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -35,6 +36,13 @@ def release_objects(client: KubeClient, namespace: str, release: str, kind: str,
     """
     items = client.list(PATHS[kind].format(ns=namespace), label_selector=label_selector)
     return [item for item in items if belongs_to_release(item, release)]
+
+
+def helm_objects(client: KubeClient, namespace: str, release: str, kind: str) -> list[dict]:
+    """Objects of one kind that helm manages for exactly this release: what archive, restore
+    and cleanup may change (a label is not proof of ownership; helm's two annotations are)."""
+    items = client.list(PATHS[kind].format(ns=namespace))
+    return [item for item in items if helm_made(item, release, namespace)]
 
 
 def pods_of(workload: dict, pods: list[dict]) -> list[dict]:

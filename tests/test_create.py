@@ -111,9 +111,10 @@ def test_wait_times_out_honestly_without_controllers(scripts, namespace):
 def test_a_release_left_pending_is_recovered(cluster, scripts, octopod_env, namespace):
     """A run killed mid-install leaves `pending-install`; the next create removes and redoes it."""
     env = dict(octopod_env, HELM_TIMEOUT="30")
+    mark = "octopod.io/managed-by=octopod-control,octopod.io/staging=feat-6"  # as our create marks it
     kill_helm_when("pending-install", [env["HELM_BIN"], "upgrade", "--install", "feat-6",
                                        str(ROOT / "charts" / "example"), "-n", namespace, "--wait",
-                                       "--timeout", "30s"], env, "feat-6", namespace)
+                                       "--timeout", "30s", "--labels", mark], env, "feat-6", namespace)
     with cluster.controller(namespace):
         done = scripts("create", *octopod_args("feat-6", namespace, "--tag", "v1"))
     assert done.returncode == 0, done.stderr

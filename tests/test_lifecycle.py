@@ -62,6 +62,15 @@ def pvc(name: str, labels: dict[str, str]) -> dict:
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
 
 
+def kept_pvc(name: str, release: str, namespace: str) -> dict:
+    """A volume helm made for the release and kept (`helm.sh/resource-policy: keep`)."""
+    body = pvc(name, {"app.kubernetes.io/instance": release})
+    body["metadata"]["annotations"] = {"meta.helm.sh/release-name": release,
+                                       "meta.helm.sh/release-namespace": namespace,
+                                       "helm.sh/resource-policy": "keep"}
+    return body
+
+
 def ours(item: dict) -> bool:
     """Anything of the deployment: by name, release labels/annotations, or helm's record of it."""
     meta = item["metadata"]
@@ -97,7 +106,7 @@ def test_scale_archive_restore_cleanup(cluster, scripts, octopod_env, namespace)
     for what, count in (("deployment/life-worker", 3), ("statefulset/life-db", 2), ("deployment/life-web", 4)):
         kubectl(kenv, "scale", what, f"--replicas={count}", "-n", ns)
     act_as_controllers(cluster, ns, db_replicas=2)
-    # Volumes made by hand for the deployment: one by the app=<name> default, one by CLEANUP_SELECTORS.
+    # Volumes made by hand with the deployment's name in a label (app=<name>, CLEANUP_SELECTORS).
     cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", pvc("hand-made", {"app": NAME}))
     cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
                 pvc("by-selector", {"octopod.test/staging": NAME}))
@@ -145,7 +154,9 @@ def test_scale_archive_restore_cleanup(cluster, scripts, octopod_env, namespace)
     assert scripts("archive", *args, env=env).returncode == 0
     done = scripts("cleanup", *args, env=env)
     assert done.returncode == 0, done.stderr
-    assert left_over(kenv, ns) == []
+    # In a shared namespace a label proves nothing: volumes labelled app=<name> or matched by
+    # CLEANUP_SELECTORS stay; the StatefulSet's (by the controller's naming) and helm's go.
+    assert sorted(left_over(kenv, ns)) == ["PersistentVolumeClaim/by-selector", "PersistentVolumeClaim/hand-made"]
     assert cluster.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/other-data")
     assert cluster.api("GET", f"/api/v1/namespaces/{ns}/secrets/sh.helm.release.v1.other.v1")
     again = scripts("cleanup", *args, env=env)
@@ -301,7 +312,8 @@ def test_cleanup_never_deletes_a_shared_namespace_and_carries_on(cluster, script
     assert len(failed) == 2, done.stderr
     assert "has no {name}" in failed[0] and "remote cleanup" in failed[1]
     assert cluster.api("GET", f"/api/v1/namespaces/{namespace}")  # the shared namespace stays
-    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/hand-made") is None
+    # No release of ours: an unrelated volume labelled app=<name> is not the staging's (issue 11).
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/hand-made")
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -342,17 +354,20 @@ def test_an_unknown_strategy_is_a_configuration_error(scripts, namespace):
 
 
 def test_pvc_selectors_and_rendered_specs():
-    from octopod_control.actions.archive import rendered_specs
+    from octopod_control.release_record import rendered_specs
     from octopod_control.actions.cleanup import pvc_selectors
     from octopod_control.args import Deployment
     from octopod_control.settings import Settings
-    from octopod_control.target import Target
+    from octopod_control.release_record import claim_templates
 
     settings = Settings({"CLEANUP_SELECTORS": " team/staging={name} ; app={name};tier=db,app={name} "})
-    assert pvc_selectors(settings, Deployment("feat", "ns"), Target("rel-feat", "ns")) == [
-        "app.kubernetes.io/instance=rel-feat", "app=feat", "team/staging=feat", "tier=db,app=feat"]
+    assert pvc_selectors(settings, Deployment("feat", "ns")) == [
+        "team/staging=feat", "app=feat", "tier=db,app=feat"]
+    assert pvc_selectors(Settings({}), Deployment("feat", "ns")) == []  # no app={name} default
     manifest = ("---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n"
-                "---\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n")
+                "---\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n"
+                "  volumeClaimTemplates:\n  - metadata:\n      name: data\n  - metadata:\n      name: logs\n")
+    assert claim_templates({"manifest": manifest}) == [("data", "db"), ("logs", "db")]
     specs = rendered_specs({"manifest": manifest})
     assert "replicas" in specs[("Deployment", "web")] and "replicas" not in specs[("StatefulSet", "db")]
     assert rendered_specs({"manifest": ""}) is None and rendered_specs(None) is None

@@ -31,7 +31,7 @@ from tests.test_init import USER as REPO_USER
 from tests.test_init import chart_repo, clean_env  # noqa: F401  (chart_repo: a fixture)
 from tests.test_lifecycle import CHART as LIFECYCLE_CHART
 from tests.test_lifecycle import NAME as LIFE
-from tests.test_lifecycle import get, pvc, replicas, stop_pods
+from tests.test_lifecycle import get, kept_pvc, pvc, replicas, stop_pods
 from tests.test_reliability import CmdlineSampler, files_containing, one_clear_line
 from tests.test_remote_cleanup import sshd  # noqa: F401  (module-scoped fixture: a real sshd)
 
@@ -169,7 +169,7 @@ def test_archive_with_the_api_gone_fails_clearly(scripts, namespace, dead_kubeco
 
 
 def test_archive_with_the_api_hanging_before_its_first_read_is_bounded(cluster, scripts, namespace):
-    prefix = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    prefix = f"/api/v1/namespaces/{namespace}/secrets"  # the first read: the release's records
     with cluster.fault("hang", prefix=prefix), bounded(8):
         done = scripts("archive", *octopod_args("hang", namespace), env={"KUBE_TIMEOUT": "1"})
     failed_cleanly(done, f"GET {prefix}", "timed out after 1s")
@@ -258,7 +258,7 @@ def test_cleanup_failing_midway_says_what_is_left_and_a_retry_finishes(cluster, 
                                                                         namespace, mode):
     """helm uninstall works, deleting the kept volume fails: named, then a second run frees it."""
     create(scripts, "cln", namespace=namespace)
-    cluster.api("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", pvc("cln-data", {"app": "cln"}))
+    cluster.api("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", kept_pvc("cln-data", "cln", namespace))
     prefix = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
     # A hang: KUBE_TIMEOUT is long, so it is CLEANUP_TIMEOUT that must stop the run.
     env = {"KUBE_TIMEOUT": "30", "CLEANUP_TIMEOUT": "8"} if mode == "hang" else {}
@@ -278,7 +278,7 @@ def test_cleanup_failing_midway_says_what_is_left_and_a_retry_finishes(cluster, 
 
 def test_cleanup_without_kubectl_names_it_and_still_uninstalls(cluster, scripts, namespace):
     create(scripts, "nokc", namespace=namespace)
-    cluster.api("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", pvc("nokc-data", {"app": "nokc"}))
+    cluster.api("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", kept_pvc("nokc-data", "nokc", namespace))
     done = scripts("cleanup", *octopod_args("nokc", namespace), env={"KUBECTL_BIN": "/nonexistent/kubectl"})
     failed_cleanly(done, "cleanup of nokc: 1 part(s) failed")
     assert "/nonexistent/kubectl not found" in done.stderr

@@ -17,7 +17,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .. import locks
+from .. import locks, ownership
 from ..args import Deployment
 from ..errors import ConfigError, ExternalError
 from ..log import info as log
@@ -52,10 +52,28 @@ def archive(settings: Settings, deployment: Deployment) -> None:
     target = resolve_target(settings, deployment)
     how = strategy(settings)
     with release_lock(settings, target):
+        live = live_release(settings, target, deployment)
         if how == "uninstall":
-            uninstall_release(settings, target)
+            uninstall_release(settings, target, live)
         else:
-            scale_down(settings, target)
+            scale_down(settings, target, live)
+
+
+def live_release(settings: Settings, target: Target, deployment: Deployment) -> bool:
+    """Whether the release runs, after checking that it, and a per-staging namespace, are this
+    staging's (NotOurs otherwise: nothing is touched)."""
+    from ..kube import client_for
+    from ..release_record import current_and_deployed
+
+    client = client_for(settings)
+    try:
+        items = ownership.verified_release(client, target, deployment, settings.helm_driver)
+        ownership.verified_namespace(settings, client, target, deployment)
+        record, _ = current_and_deployed(client, target.namespace, target.release,
+                                         settings.helm_driver, items)
+    finally:
+        client.close()
+    return record is not None
 
 
 def release_lock(settings: Settings, target: Target):
@@ -66,22 +84,21 @@ def release_lock(settings: Settings, target: Target):
 
 
 # -- scale
-def scale_down(settings: Settings, target: Target) -> None:
+def scale_down(settings: Settings, target: Target, live: bool) -> None:
+    """Stop every workload helm made for the (verified) release; nothing else is touched."""
+    where = f"{target.namespace}/{target.release}"
+    if not live:
+        log(f"archive: release {where} not found (nor its namespace, maybe): nothing to archive")
+        return
     from ..kube import client_for
-    from ..release_record import is_installed
-    from ..workloads import release_objects
+    from ..workloads import helm_objects
 
     client = client_for(settings)
     try:
-        found = {kind: release_objects(client, target.namespace, target.release, kind)
+        found = {kind: helm_objects(client, target.namespace, target.release, kind)
                  for kind in STOPPED_KINDS}
-        installed = any(found.values()) or is_installed(client, target, settings.helm_driver)
     finally:
         client.close()
-    where = f"{target.namespace}/{target.release}"
-    if not installed:
-        log(f"archive: release {where} not found (nor its namespace, maybe): nothing to archive")
-        return
     from ..kubectl import kubectl_for
 
     kubectl = kubectl_for(settings)
@@ -155,21 +172,14 @@ def job_finished(obj: dict) -> bool:
 
 
 # -- uninstall
-def uninstall_release(settings: Settings, target: Target) -> None:
-    from ..kube import client_for
-
+def uninstall_release(settings: Settings, target: Target, live: bool) -> None:
+    """helm uninstall --keep-history: the marked record stays, so cleanup still knows what
+    was the staging's (its volumes), and create installs it again."""
     where = f"{target.namespace}/{target.release}"
-    from ..release_record import is_installed
-
-    client = client_for(settings)
-    try:
-        installed = is_installed(client, target, settings.helm_driver)
-    finally:
-        client.close()
-    if not installed:
+    if not live:
         log(f"archive: release {where} is not installed: nothing to archive")
         return
-    result = helm_for(settings).uninstall(target.release, target.namespace)
+    result = helm_for(settings).uninstall(target.release, target.namespace, keep_history=True)
     if not result.ok:
         if "not found" in result.output:
             log(f"archive: release {where} was already gone")
@@ -207,14 +217,14 @@ def restore_recorded_replicas(settings: Settings, target: Target) -> None:
         archived = archived_workloads(client, target)
         if not archived:
             return
-        from ..release_record import current_release
+        from ..release_record import current_release, rendered_specs
 
         record = current_release(client, target.namespace, target.release, settings.helm_driver)
     finally:
         client.close()
     from ..kubectl import kubectl_for
 
-    rendered = rendered_specs(record)
+    rendered = rendered_specs(record)  # None when there is no manifest to ask
     kubectl = kubectl_for(settings)
     for kind, obj in archived:
         _restore_one(kubectl, kind, obj, target.namespace, rendered)
@@ -223,10 +233,10 @@ def restore_recorded_replicas(settings: Settings, target: Target) -> None:
 
 def archived_workloads(client: "KubeClient", target: Target) -> list[tuple[str, dict]]:
     """(kind, object) of each workload of the release that carries an archive record."""
-    from ..workloads import release_objects
+    from ..workloads import helm_objects
 
     return [(kind, obj) for kind, (annotation, *_) in RESTORED.items()
-            for obj in release_objects(client, target.namespace, target.release, kind)
+            for obj in helm_objects(client, target.namespace, target.release, kind)
             if annotation in _annotations(obj) or (kind == "DaemonSet" and is_parked(obj))]
 
 
@@ -260,21 +270,6 @@ class RestoreStep:
         self._thread.join()
         if self._archived is not False:
             restore_recorded_replicas(self.settings, self.target)
-
-
-def rendered_specs(record: dict | None) -> dict[tuple[str, str], dict] | None:
-    """(kind, name) -> spec as the release's manifest renders it; None when unreadable."""
-    if not record or not record.get("manifest"):
-        return None
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        docs = list(yaml.load_all(record["manifest"], Loader=loader))
-    except yaml.YAMLError:
-        return None
-    return {(d.get("kind"), (d.get("metadata") or {}).get("name")): d.get("spec") or {}
-            for d in docs if isinstance(d, dict)}
 
 
 def _restore_one(kubectl, kind: str, obj: dict, namespace: str,

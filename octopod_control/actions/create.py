@@ -5,7 +5,7 @@ overrides, so both reset the values to the chart's and apply ours.
 """
 from __future__ import annotations
 
-from .. import locks
+from .. import locks, ownership
 from ..args import Deployment
 from ..errors import ExternalError
 from ..helm import PENDING_ERROR, Helm, process_timeout
@@ -19,29 +19,37 @@ VALUE_KEYS = ("TAG_KEY", "PROJECT_NAME_KEY", "BASE_DOMAIN_KEY", "APP_ENV_PREFIX"
 
 
 def values_for(settings: Settings, deployment: Deployment) -> str:
+    """The values document, or a UsageError (nothing run) for an override that may not be applied."""
     keys = {k: settings.text(k) for k in VALUE_KEYS}
-    return dump_values(build_values(deployment, keys))
+    return dump_values(build_values(deployment, keys, protected=settings.words("PROTECTED_VALUES"),
+                                    allow_templates=settings.flag("ALLOW_TEMPLATE_VALUES")))
 
 
 def deploy(settings: Settings, deployment: Deployment) -> Target:
-    """Install or upgrade the deployment's release; recover a release a killed run left pending."""
+    """Install or upgrade the deployment's release; recover a release a killed run left pending.
+
+    Only a release (and a per-staging namespace) that is this staging's is touched: both
+    are checked before helm runs, and the release is marked as ours on every revision.
+    """
     values = values_for(settings, deployment)
     target = resolve_target(settings, deployment)
     chart = resolve_chart(settings.text("CHART"))
     helm = helm_for(settings, deployment.override_values())
+    wait = settings.flag("HELM_WAIT", True)
     log(f"deploying {target.namespace}/{target.release} from {chart}"
         + (f" at tag {deployment.tag}" if deployment.tag else ""))
 
     def upgrade():
         return helm.upgrade_install(
             target.release, chart, target.namespace, values=values,
-            values_files=settings.words("VALUES_FILES"), version=settings.text("CHART_VERSION"),
-            wait=settings.flag("HELM_WAIT", True), create_namespace=settings.flag("CREATE_NAMESPACE"))
+            labels=ownership.release_labels(deployment), values_files=settings.words("VALUES_FILES"),
+            version=settings.text("CHART_VERSION"), wait=wait)
 
     from .archive import RestoreStep
 
     # Wait as long as another run may hold it: an upgrade, a recovery and a second upgrade.
     with locks.deployment_lock(settings, target, 2 * process_timeout(helm.timeout)):
+        claim(settings, target, deployment)
         # A restore after an archive: its reads run while helm works, its writes after a good upgrade.
         restore = RestoreStep(settings, target)
         result = upgrade()
@@ -55,6 +63,18 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
                             f"{result.returncode} (helm's output is above)")
     log(f"deployed {target.namespace}/{target.release}")
     return target
+
+
+def claim(settings: Settings, target: Target, deployment: Deployment) -> None:
+    """Refuse a release or namespace that is not this staging's; create its namespace if needed."""
+    from ..kube import client_for
+
+    client = client_for(settings)
+    try:
+        ownership.verified_release(client, target, deployment, settings.helm_driver)
+        ownership.claim_namespace(settings, client, target, deployment)
+    finally:
+        client.close()
 
 
 def recover_pending(helm: Helm, target: Target) -> None:
