@@ -223,6 +223,8 @@ def test_archive_and_restore_touch_only_the_releases_own_workloads(cluster, scri
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     assert cluster.api("GET", f"{path}/shop-app")["spec"]["replicas"] == 0
     assert cluster.api("GET", f"{path}/lookalike")["spec"]["replicas"] == 2
+    # ...and what archive does not stop, archive_check does not wait for.
+    assert "lookalike" not in scripts("archive_check", *octopod_args("shop", namespace), env=env).stderr
     done = scripts("cleanup", *octopod_args("shop", namespace), env=env)
     assert done.returncode == 0, done.stderr
     assert cluster.api("GET", f"{path}/lookalike")["spec"]["replicas"] == 2

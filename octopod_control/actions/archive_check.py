@@ -15,7 +15,7 @@ from ..kube import client_for
 from ..release_record import current_release
 from ..settings import Settings
 from ..target import resolve_target
-from ..workloads import PATHS, release_objects, release_pods
+from ..workloads import PATHS, helm_objects, release_pods
 from .archive import PARKED, SCALED_KINDS, STOPPED_KINDS, is_parked, job_finished, strategy
 
 RUNNING = ("Running", "Pending")
@@ -41,7 +41,9 @@ def still_running(settings: Settings, deployment: Deployment) -> list[str]:
     how = strategy(settings)
     client = client_for(settings)
     try:
-        found = {k: release_objects(client, target.namespace, target.release, k) for k in WORKLOAD_KINDS}
+        # The workloads archive stops (helm's own for the release), and every Pod they or the
+        # release's labels name: after an uninstall only the labels are left to link a Pod.
+        found = {k: helm_objects(client, target.namespace, target.release, k) for k in WORKLOAD_KINDS}
         pods = client.list(PATHS["Pod"].format(ns=target.namespace))
         record = (current_release(client, target.namespace, target.release, settings.helm_driver)
                   if how == "uninstall" else None)
