@@ -18,11 +18,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import http1
+from . import http1, incluster
 from .deadline import Deadline
 from .errors import ConfigError, ExternalError
-
-SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 class NotFound(ExternalError):
@@ -91,15 +89,14 @@ def load_credentials(kubeconfig: str, timeout: float, environ: Mapping[str, str]
     """Credentials of the current context, found as kubectl and helm find it.
 
     KUBECONFIG (its first file), else ~/.kube/config when it exists, else the pod's
-    service account. `environ` is the environment an exec credential plugin runs in
-    (Settings.environ(): the .env files count, the bundle's own variables do not).
+    service account (KUBE_SERVICE_ACCOUNT_DIR). `environ` is the environment an exec
+    credential plugin runs in (Settings.environ(): the .env files count, the bundle's own
+    variables do not), and where the in-cluster variables are read.
     Anything unusable in the file is a ConfigError of one line.
     """
-    if not kubeconfig:
-        default = os.path.join(os.path.expanduser("~"), ".kube", "config")
-        if not os.path.isfile(default):
-            return _in_cluster()
-        kubeconfig = default
+    if incluster.applies(kubeconfig):
+        return _in_cluster(os.environ if environ is None else environ)
+    kubeconfig = kubeconfig or os.path.join(os.path.expanduser("~"), ".kube", "config")
     path = kubeconfig.split(os.pathsep)[0]
     try:
         with open(path, "rb") as handle:
@@ -173,15 +170,14 @@ def _named(config: Mapping[str, Any], section: str, name: Any) -> Mapping[str, A
     raise ConfigError(f"{section[:-1]} {name!r} is not in {section}")
 
 
-def _in_cluster() -> Credentials:
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if not host:
-        raise ConfigError("KUBECONFIG is not set and this is not a pod with a service account")
-    if ":" in host:
-        host = f"[{host}]"
-    ca = _read_bytes(None, os.path.join(SERVICE_ACCOUNT, "ca.crt"), "/")
-    return Credentials(server=f"https://{host}:{port}", ca_data=ca,
-                       token_file=os.path.join(SERVICE_ACCOUNT, "token"))
+def _in_cluster(environ: Mapping[str, str]) -> Credentials:
+    """The service account's credentials: what incluster.py writes for helm and kubectl."""
+    server = incluster.server(environ)
+    if server is None:
+        raise ConfigError(incluster.NOT_A_POD)
+    directory = incluster.account_dir(environ)
+    ca = _read_bytes(None, os.path.join(directory, "ca.crt"), "/")
+    return Credentials(server=server, ca_data=ca, token_file=os.path.join(directory, "token"))
 
 
 @dataclass
@@ -264,13 +260,18 @@ class KubeClient:
                                 f"{self.timeout:g}s") from None
         except ssl.SSLError as exc:
             self.close()
-            raise ExternalError(f"Kubernetes API {self.creds.server}: TLS error: {exc.reason}") from None
+            detail = getattr(exc, "verify_message", None)  # why the server's certificate is not trusted
+            raise ExternalError(f"Kubernetes API {self.creds.server}: TLS error: {exc.reason}"
+                                + (f" ({detail})" if detail else "")) from None
         except (OSError, http1.ProtocolError) as exc:
             self.close()
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise ExternalError(f"Kubernetes API {self.creds.server} unreachable: {reason}") from None
         if response.status == 404:
             raise NotFound(f"{what}: not found")
+        if response.status == 401:  # no credentials, or ones the API does not accept
+            raise ExternalError(f"Kubernetes API {self.creds.server} refused our credentials: {what}: "
+                                f"401 {_status_message(data) or 'Unauthorized'}")
         if response.status >= 400:
             raise ExternalError(f"Kubernetes API: {what}: {response.status} {_status_message(data)}")
         return json.loads(data) if data else None

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from . import process
 from .errors import ExternalError
+from .incluster import tool_environ
 from .log import info as log
 from .settings import Settings
 
@@ -42,12 +43,14 @@ class Kubectl:
             raise ExternalError(f"kubectl {' '.join(args[:2])}: {process.last_line(result.output)}")
         return result
 
-    def patch(self, kind: str, name: str, namespace: str, patch: Mapping[str, Any],
+    def patch(self, kind: str, name: str, namespace: str | None, patch: Mapping[str, Any],
               *, timeout: float | None = None) -> process.Result:
-        """A JSON merge patch: one atomic change (e.g. replicas and the annotation recording them)."""
+        """A JSON merge patch: one atomic change (e.g. replicas and the annotation recording them).
+        namespace None: a cluster-scoped object."""
         body = json.dumps(patch, separators=(",", ":"), sort_keys=True)
-        return self.run(["patch", kind.lower(), name, "--namespace", namespace, "--type=merge",
-                         "--patch", body], timeout=timeout)
+        where = ["--namespace", namespace] if namespace else []
+        return self.run(["patch", kind.lower(), name, *where, "--type=merge", "--patch", body],
+                        timeout=timeout)
 
     def delete(self, kind: str, names: Iterable[str], namespace: str | None,
                *, timeout: float | None = None) -> process.Result:
@@ -59,8 +62,7 @@ class Kubectl:
 
 
 def kubectl_for(settings: Settings) -> Kubectl:
-    env = settings.environ()
-    if not env.get("KUBECONFIG", "").strip():
-        env.pop("KUBECONFIG", None)  # empty: kubectl's default (in-cluster service account)
-    return Kubectl(settings.kubectl_bin, env, settings.kube_timeout)
+    # In a pod without a kubeconfig: the service account's, since --request-timeout would
+    # make kubectl skip its in-cluster configuration (kubernetes/kubernetes#93474).
+    return Kubectl(settings.kubectl_bin, tool_environ(settings), settings.kube_timeout)
 

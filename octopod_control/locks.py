@@ -32,16 +32,22 @@ def _private_dir(path: Path) -> Path:
         pass
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise ExternalError(f"lock directory {path} is not a directory of ours (a symlink, or "
+        raise ExternalError(f"{path} is not a directory of ours (a symlink, or "
                             "another user's); remove it or set XDG_RUNTIME_DIR")
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)  # ours but too open (an older version made it 0755): tighten it
     return path
 
 
-def lock_dir() -> Path:
+def runtime_dir() -> Path:
+    """Our private per-user directory: octopod-control-<uid> under XDG_RUNTIME_DIR or the
+    temp dir, verified ours and 0700 (the locks; the in-cluster kubeconfig, incluster.py)."""
     base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-    return _private_dir(_private_dir(base / f"octopod-control-{os.getuid()}") / "locks")
+    return _private_dir(base / f"octopod-control-{os.getuid()}")
+
+
+def lock_dir() -> Path:
+    return _private_dir(runtime_dir() / "locks")
 
 
 @contextlib.contextmanager

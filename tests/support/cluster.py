@@ -1,7 +1,9 @@
 """The cluster the end-to-end tests talk to: the bundled API emulator, or a real one.
 
 By default each test session starts `kube_emu.py` as a real HTTP server on
-127.0.0.1 (a child process, stopped by PID at the end). Set
+127.0.0.1 (a child process, stopped by PID at the end); `start_emulator(dir, *flags)`
+passes kube_emu's TLS and authentication flags for HTTPS tests, and the harness then
+talks to it with the CA and credentials of the kubeconfig the emulator wrote. Set
 OCTOPOD_TEST_KUBECONFIG to a kubeconfig to run the same tests against a real
 cluster; then `ready()` is a no-op, since real controllers do that job.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -29,6 +32,9 @@ class Cluster:
     kubeconfig: Path
     url: str = ""
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    # An HTTPS emulator: how the harness verifies it and authenticates (from its kubeconfig).
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
 
     @property
     def emulated(self) -> bool:
@@ -101,10 +107,12 @@ class Cluster:
     def _call(self, method: str, path: str, body: Any = None,
               content_type: str = "application/json") -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": content_type})
+        headers = {"Content-Type": content_type}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self.tls) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
@@ -141,7 +149,20 @@ def start_emulator(workdir: Path, *extra: str) -> Cluster:
         proc.kill()
         proc.wait()
         raise RuntimeError(f"kube emulator did not start: {(workdir / 'emulator.log').read_text()[-2000:]}")
-    return Cluster(kubeconfig=kubeconfig, url=line.split()[1], proc=proc)
+    cluster = Cluster(kubeconfig=kubeconfig, url=line.split()[1], proc=proc)
+    if cluster.url.startswith("https:"):
+        cluster.tls, cluster.token = _harness_credentials(kubeconfig)
+    return cluster
+
+
+def _harness_credentials(kubeconfig: Path) -> tuple[ssl.SSLContext, str | None]:
+    """The CA, client certificate and token of the kubeconfig kube_emu wrote (JSON, file paths)."""
+    config = json.loads(kubeconfig.read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    context = ssl.create_default_context(cafile=cluster.get("certificate-authority"))
+    if user.get("client-certificate"):
+        context.load_cert_chain(user["client-certificate"], user["client-key"])
+    return context, user.get("token")
 
 
 def connect() -> Cluster | None:

@@ -10,6 +10,12 @@ deletecollection, status & scale subresources, Table output, namespaces.
 No controllers: Deployments never become ready unless a test patches
 `.status` (or the emulator is started with --auto-ready).
 
+Plain HTTP without authentication by default. Opt-in, as a real API server: HTTPS
+(--tls-cert/--tls-key), client certificates (--client-ca, --require-client-cert) and
+bearer tokens (--token); with any credential option a request with neither a valid
+token nor a verified client certificate gets 401 Unauthorized. The /_emu/* test hooks
+stay open (they are the test acting as controllers).
+
 Usage:
     python kube_emu.py --port 0 --kubeconfig /tmp/kc.yaml   # prints "READY <url>"
 """
@@ -26,6 +32,7 @@ import json
 import pathlib
 import random
 import re
+import ssl
 import string
 import sys
 import threading
@@ -433,11 +440,16 @@ def age(ts: str | None) -> str:
 
 class KubeEmulator:
     def __init__(self, discovery: Discovery | None = None, *, version: str = 'v1.33.0',
-                 auto_ready: bool = False, log: pathlib.Path | None = None):
+                 auto_ready: bool = False, log: pathlib.Path | None = None,
+                 tokens: list[str] | None = None, client_certs: bool = False):
         self.discovery = discovery or Discovery.bundled()
         self.version = version
         self.auto_ready = auto_ready
         self.log = log
+        # Authentication, off unless asked: accepted bearer tokens, and whether a client
+        # certificate the TLS layer verified (against --client-ca) authenticates.
+        self.tokens = set(tokens or ())
+        self.client_certs = client_certs
         self.rv = 1
         self.objects: dict[tuple[str, str, str, str], dict] = {}  # (group, plural, ns, name)
         self.applied: dict[tuple, dict] = {}  # (objkey, fieldManager) -> last applied config
@@ -466,7 +478,21 @@ class KubeEmulator:
             await asyncio.sleep(3600)
         return ApiError(500, 'InternalError', 'kube_emu: injected fault').response()
 
+    def _authenticated(self, request: web.Request) -> bool:
+        if not (self.tokens or self.client_certs) or request.path.startswith('/_emu/'):
+            return True
+        scheme, _, token = request.headers.get('Authorization', '').partition(' ')
+        if scheme.lower() == 'bearer' and token.strip() in self.tokens:
+            return True
+        # With CERT_OPTIONAL/REQUIRED, ssl reports a peer certificate only once verified.
+        return bool(self.client_certs and request.transport
+                    and request.transport.get_extra_info('peercert'))
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self._authenticated(request):
+            # what kube-apiserver answers when no authenticator accepts the request
+            self.requests.append((request.method, str(request.rel_url), 401))
+            return ApiError(401, 'Unauthorized', 'Unauthorized').response()
         if request.path == '/_emu/fault':
             # test hook: POST {"mode": "500"|"hang", "prefix": "/apis", "method": "GET"} injects, DELETE clears
             self.fault = await request.json() if request.method == 'POST' else None
@@ -1013,11 +1039,19 @@ class KubeEmulator:
 
 
 # --------------------------------------------------------------------------- running it
-def kubeconfig(url: str, namespace: str = 'default') -> str:
+def kubeconfig(url: str, namespace: str = 'default', *, ca: str | None = None,
+               token: str | None = 'kube-emu', cert: str | None = None, key: str | None = None) -> str:
+    cluster: dict[str, Any] = {'server': url}
+    if ca:
+        cluster['certificate-authority'] = str(pathlib.Path(ca).resolve())
+    user: dict[str, Any] = {'token': token} if token else {}
+    if cert and key:
+        user.update({'client-certificate': str(pathlib.Path(cert).resolve()),
+                     'client-key': str(pathlib.Path(key).resolve())})
     return json.dumps({
         'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'kube-emu',
-        'clusters': [{'name': 'kube-emu', 'cluster': {'server': url}}],
-        'users': [{'name': 'kube-emu', 'user': {'token': 'kube-emu'}}],
+        'clusters': [{'name': 'kube-emu', 'cluster': cluster}],
+        'users': [{'name': 'kube-emu', 'user': user}],
         'contexts': [{'name': 'kube-emu', 'context': {'cluster': 'kube-emu', 'user': 'kube-emu',
                                                       'namespace': namespace}}],
     }, indent=2)
@@ -1068,18 +1102,48 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument('--version', default='v1.33.0', help='what /version reports')
     ap.add_argument('--auto-ready', action='store_true', help='mark workloads ready / PVCs bound at once')
     ap.add_argument('--log', help='append one line per request to this file')
+    tls = ap.add_argument_group('TLS and authentication (all off by default: plain HTTP, no checks)')
+    tls.add_argument('--tls-cert', help='serve HTTPS with this certificate (PEM; may hold its chain)')
+    tls.add_argument('--tls-key', help='the private key of --tls-cert')
+    tls.add_argument('--tls-ca', help='the CA that signed --tls-cert, named in the --kubeconfig written '
+                                      '(default: --tls-cert itself, for a self-signed one)')
+    tls.add_argument('--client-ca', help='accept client certificates signed by this CA (PEM)')
+    tls.add_argument('--require-client-cert', action='store_true',
+                     help='refuse a TLS handshake without a client certificate signed by --client-ca')
+    tls.add_argument('--token', action='append', default=[],
+                     help='an accepted bearer token (repeatable); the first goes into --kubeconfig')
+    tls.add_argument('--kubeconfig-cert', help='client certificate the --kubeconfig written uses')
+    tls.add_argument('--kubeconfig-key', help='the key of --kubeconfig-cert')
     args = ap.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error('--tls-cert and --tls-key go together')
+    if (args.client_ca or args.require_client_cert) and not args.tls_cert:
+        ap.error('client certificates need --tls-cert/--tls-key')
+    if args.require_client_cert and not args.client_ca:
+        ap.error('--require-client-cert needs --client-ca')
+    context = None
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            context.load_verify_locations(cafile=args.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED if args.require_client_cert else ssl.CERT_OPTIONAL
 
     async def serve() -> None:
         emu = KubeEmulator(version=args.version, auto_ready=args.auto_ready,
-                           log=pathlib.Path(args.log) if args.log else None)
+                           log=pathlib.Path(args.log) if args.log else None,
+                           tokens=args.token, client_certs=bool(args.client_ca))
         runner = web.AppRunner(emu.app())
         await runner.setup()
-        site = web.TCPSite(runner, '127.0.0.1', args.port)
+        site = web.TCPSite(runner, '127.0.0.1', args.port, ssl_context=context)
         await site.start()
-        url = f'http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}'
+        scheme = 'https' if context else 'http'
+        url = f'{scheme}://127.0.0.1:{site._server.sockets[0].getsockname()[1]}'
         if args.kubeconfig:
-            pathlib.Path(args.kubeconfig).write_text(kubeconfig(url))
+            pathlib.Path(args.kubeconfig).write_text(kubeconfig(
+                url, ca=(args.tls_ca or args.tls_cert) if context else None,
+                token=args.token[0] if args.token else None if args.client_ca else 'kube-emu',
+                cert=args.kubeconfig_cert, key=args.kubeconfig_key))
         print(f'READY {url} ({time.monotonic() - t0:.2f}s)', flush=True)
         await asyncio.Event().wait()
 
