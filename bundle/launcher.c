@@ -18,6 +18,13 @@
  *            u64 stored_size, path, stored bytes (zlib stream for 'f', target for 'l')
  *   trailer: "OCTOPODB", u64 payload_offset, u64 payload_size, u32 crc32,
  *            u32 entries, char key[24], u64 reserved           (64 bytes, little-endian)
+ *
+ * Every size read from the file is checked against what is left of it before it is added
+ * or used as a length (subtracting from the bytes left, never adding to an offset, so no
+ * sum can wrap). Entry paths are relative without '..'; symlink targets likewise (neither
+ * absolute nor with a '..' component), so nothing is written, or reachable through a
+ * link, outside the unpack directory. A payload breaking these rules is refused with
+ * exit 70 and one line, the partial directory removed: it is broken wherever we unpack.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -88,7 +95,8 @@ static void map_self(const char *argv0) {
     tr.entries = (uint32_t)le(t + 28, 4);
     memcpy(tr.key, t + 32, KEY_SIZE);
     tr.key[KEY_SIZE] = 0;
-    if (tr.offset + tr.size + TRAILER_SIZE != image_size) fail("payload size mismatch", NULL);
+    uint64_t body = (uint64_t)image_size - TRAILER_SIZE;  /* >= 0: checked above */
+    if (tr.offset > body || tr.size != body - tr.offset) fail("payload size mismatch", NULL);
     for (int i = 0; i < KEY_SIZE; i++)
         if (!strchr("0123456789abcdef", tr.key[i]) || !tr.key[i]) fail("bad payload key", NULL);
 }
@@ -122,62 +130,111 @@ static int mkdirs(const char *path, mode_t mode) {
     return (mkdir(buf, mode) == 0 || errno == EEXIST) ? 0 : -1;
 }
 
+/* Inflate stored bytes (fed to zlib in uInt-sized pieces) into fd, at most raw bytes:
+ * 0 when they inflate to exactly raw bytes, -1 when they do not, -2 when writing failed. */
 static int write_inflated(int fd, const unsigned char *data, uint64_t stored, uint64_t raw) {
     static unsigned char out[1 << 18];
     z_stream z = {0};
     if (inflateInit(&z) != Z_OK) return -1;
-    z.next_in = (unsigned char *)data;
-    z.avail_in = (uInt)stored;
-    uint64_t written = 0;
+    uint64_t written = 0, fed = 0;
     int rc;
     do {
+        if (z.avail_in == 0 && fed < stored) {
+            uInt n = stored - fed > (1u << 30) ? (1u << 30) : (uInt)(stored - fed);
+            z.next_in = (unsigned char *)data + fed;
+            z.avail_in = n;
+            fed += n;
+        }
         z.next_out = out;
         z.avail_out = sizeof out;
         rc = inflate(&z, Z_NO_FLUSH);
         if (rc != Z_OK && rc != Z_STREAM_END) break;
         size_t n = sizeof out - z.avail_out;
+        if (n > raw - written) { rc = Z_DATA_ERROR; break; }  /* more than the entry declares */
         if (n && write(fd, out, n) != (ssize_t)n) { rc = Z_ERRNO; break; }
         written += n;
     } while (rc != Z_STREAM_END);
     inflateEnd(&z);
-    return (rc == Z_STREAM_END && written == raw) ? 0 : -1;
+    if (rc == Z_ERRNO) return -2;
+    return (rc == Z_STREAM_END && written == raw && z.avail_in == 0 && fed == stored) ? 0 : -1;
 }
 
-/* Unpack the payload under dir; 0 on success. The payload was checked against its CRC first. */
+/* Why the payload itself is unusable (set by corrupt()): no other directory would do better. */
+static char payload_error[512];
+
+static int corrupt(const char *what, const char *entry, const char *target) {
+    char shown[2][160];
+    const char *src[2] = {entry ? entry : "", target ? target : ""};
+    for (int k = 0; k < 2; k++) {  /* one line: control characters shown as '?' */
+        size_t i = 0;
+        for (; src[k][i] && i < sizeof shown[k] - 1; i++)
+            shown[k][i] = (unsigned char)src[k][i] < 0x20 || src[k][i] == 0x7f ? '?' : src[k][i];
+        shown[k][i] = 0;
+    }
+    snprintf(payload_error, sizeof payload_error, "%s%s%s%s%s", what, entry ? ": " : "", shown[0],
+             target ? " -> " : "", shown[1]);
+    return -1;
+}
+
+/* A relative path with no '..' component: what stays under the directory it is resolved in. */
+static int contained(const char *path) {
+    if (path[0] == '/' || path[0] == 0) return 0;
+    for (const char *c = path; c; c = strchr(c, '/')) {
+        if (*c == '/') c++;
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == 0)) return 0;
+    }
+    return 1;
+}
+
+/* Unpack the payload under dir; 0 on success. The payload was checked against its CRC first.
+ * A malformed payload sets payload_error; other failures (a full disk) leave it empty. */
 static int unpack(const char *dir) {
-    const unsigned char *p = image + tr.offset, *end = p + tr.size;
-    char path[PATH_MAX], target[PATH_MAX];
+    const unsigned char *p = image + tr.offset;
+    uint64_t left = tr.size;  /* bytes of the payload after p */
+    char path[PATH_MAX], name[PATH_MAX], target[PATH_MAX];
     for (uint32_t i = 0; i < tr.entries; i++) {
-        if (end - p < 25) return -1;
+        if (left < 25) return corrupt("bad payload: truncated entry header", NULL, NULL);
         char type = (char)p[0];
         mode_t mode = (mode_t)le(p + 1, 4) & 07777;
-        uint32_t len = (uint32_t)le(p + 5, 4);
-        uint64_t raw = le(p + 9, 8), stored = le(p + 17, 8);
+        uint64_t len = le(p + 5, 4), raw = le(p + 9, 8), stored = le(p + 17, 8);
         p += 25;
-        if ((uint64_t)(end - p) < len + stored || len == 0 || len >= sizeof target) return -1;
-        memcpy(target, p, len);
-        target[len] = 0;
+        left -= 25;
+        if (len == 0 || len >= sizeof name || len > left)
+            return corrupt("bad payload: entry path length out of bounds", NULL, NULL);
+        memcpy(name, p, len);
+        name[len] = 0;
         p += len;
-        if (target[0] == '/' || strstr(target, "..")) return -1;
-        if (snprintf(path, sizeof path, "%s/%s", dir, target) >= (int)sizeof path) return -1;
+        left -= len;
+        if (stored > left) return corrupt("bad payload: entry size out of bounds", name, NULL);
+        if (strlen(name) != len || name[0] == '/' || strstr(name, ".."))
+            return corrupt("bad payload: entry path is absolute or has '..'", name, NULL);
+        if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return -1;
         if (type == 'd') {
+            if (stored || raw) return corrupt("bad payload: directory entry with content", name, NULL);
             if (mkdir(path, 0700) != 0 && errno != EEXIST) return -1;
         } else if (type == 'l') {
-            if (stored >= sizeof target) return -1;
+            if (stored == 0 || stored >= sizeof target || raw != stored)
+                return corrupt("bad payload: symlink target length out of bounds", name, NULL);
             memcpy(target, p, stored);
             target[stored] = 0;
-            if (symlink(target, path) != 0) return -1;
+            if (strlen(target) != stored || !contained(target))
+                return corrupt("bad payload: symlink target is absolute or has '..'", name, target);
+            if (symlink(target, path) != 0)
+                return errno == EEXIST ? corrupt("bad payload: duplicate entry", name, NULL) : -1;
         } else if (type == 'f') {
             int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-            if (fd < 0) return -1;
-            int bad = write_inflated(fd, p, stored, raw) || fchmod(fd, mode & 0755);
-            if (close(fd) != 0 || bad) return -1;
+            if (fd < 0) return errno == EEXIST ? corrupt("bad payload: duplicate entry", name, NULL) : -1;
+            int bad = write_inflated(fd, p, stored, raw);
+            int io = bad == -2 || (!bad && fchmod(fd, mode & 0755) != 0);
+            if (close(fd) != 0 || io) return -1;
+            if (bad) return corrupt("bad payload: file does not inflate to its size", name, NULL);
         } else {
-            return -1;
+            return corrupt("bad payload: unknown entry type", name, NULL);
         }
         p += stored;
+        left -= stored;
     }
-    return p == end ? 0 : -1;
+    return left == 0 ? 0 : corrupt("bad payload: bytes after the last entry", NULL, NULL);
 }
 
 static int write_marker(const char *dir) {
@@ -230,6 +287,7 @@ static char *unpack_fresh(const char *parent, const char *prefix) {
     if (!mkdtemp(dir)) return NULL;
     if (unpack(dir) != 0 || write_marker(dir) != 0) {
         remove_tree(dir);
+        if (payload_error[0]) fail(payload_error, NULL);
         return NULL;
     }
     return dir;

@@ -189,10 +189,23 @@ def tree(onedir: Path, libs: Iterable[Path]) -> Iterator[tuple[str, Path]]:
         yield f"lib/{lib.name}", lib.resolve()
 
 
+def contained_link(target: str) -> bool:
+    """A symlink target the launcher accepts: relative, without a '..' component.
+
+    Such a link resolves under the directory it is in, so nothing unpacked through it can
+    land outside the cache entry (the launcher refuses any other target, exit 70).
+    """
+    return bool(target) and not target.startswith("/") and ".." not in target.split("/")
+
+
 def entry(name: str, source: Path) -> bytes:
     encoded = name.encode()
     if source.is_symlink() and not name.startswith("lib/"):
-        target = os.readlink(source).encode()
+        link = os.readlink(source)
+        if not contained_link(link):
+            raise BundleError(f"{source}: symlink to {link!r}: the launcher unpacks only relative "
+                              "links without '..'")
+        target = link.encode()
         return ENTRY.pack(b"l", 0o777, len(encoded), len(target), len(target)) + encoded + target
     if source.is_dir():
         return ENTRY.pack(b"d", 0o755, len(encoded), 0, 0) + encoded
@@ -204,7 +217,11 @@ def entry(name: str, source: Path) -> bytes:
 
 def pack(launcher: Path, onedir: Path, libs: list[Path], out: Path) -> str:
     """Write launcher + payload + trailer to out; returns the payload key."""
-    entries = [entry(name, source) for name, source in tree(onedir, libs)]
+    return write_image(launcher, [entry(name, source) for name, source in tree(onedir, libs)], out)
+
+
+def write_image(launcher: Path, entries: list[bytes], out: Path) -> str:
+    """launcher + the packed entries + the trailer, atomically to out (0755); the payload key."""
     payload = b"".join(entries)
     key = hashlib.sha256(payload).hexdigest()[:KEY_SIZE]
     head = launcher.read_bytes()

@@ -6,11 +6,21 @@ latency is what the Octopod user waits for. Cost per image: HEAD, then on a 401
 either a Basic retry (2 round trips) or a token fetch and a retry (3). Later
 images of the same registry reuse the challenge, the connection and the tokens.
 No message ever holds a password, token or Authorization header.
+
+Tokens and credentials stay with the registry they are for. A token is cached
+per registry host (and realm, service, scope, credential source), so a registry
+that names another registry's realm and service never receives a token fetched
+for the other. Credentials go to a token realm only on the registry's own domain
+(`realm_trusted`): its host, its parent domain, or a sibling under the same
+parent (registry-1.docker.io and auth.docker.io share docker.io); any other
+realm is asked for an anonymous token, since a registry could otherwise send
+our credentials for it to any server it names.
 """
 from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -19,10 +29,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from .deadline import Deadline
 from .errors import ConfigError, ExternalError, OctopodError
+from .log import warn
 from .settings import FALSE_WORDS, TRUE_WORDS
 
 # Every manifest kind a tag may point at; a multi-arch tag (index/list) counts as present.
@@ -43,6 +54,11 @@ _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # distributio
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"
                    r"(?::[0-9]{1,5})?")
 _MAX_BODY = 1 << 20
+# Second-level labels under which a country code TLD sells names (co.uk, com.au, ac.jp): such a
+# pair is a public suffix, not a domain one owner holds. A heuristic, not the Public Suffix List.
+_PUBLIC_SECOND_LEVEL = frozenset({"ac", "co", "com", "edu", "gen", "go", "gob", "gov", "gv", "info",
+                                  "lg", "ltd", "me", "mil", "ne", "net", "nhs", "nic", "nom", "or",
+                                  "org", "plc", "sch"})
 _USER_AGENT = "octopod-control-tag-check"
 
 
@@ -273,6 +289,48 @@ def parse_challenge(header: str) -> Challenge | None:
     return Challenge(scheme, params) if scheme in ("basic", "bearer") else None
 
 
+# -- token realms ----------------------------------------------------------------------------
+
+def _hostname(host: str) -> str:
+    """`host[:port]` or `[v6]:port` as a bare lower-case host name or address."""
+    return (urlsplit(f"//{host}").hostname or "").rstrip(".")
+
+
+def _parent(host: str) -> str | None:
+    """The domain `host` is in (its first label dropped), when that is a domain one owner holds.
+
+    None for an address, for fewer than two labels left, and for a public suffix such as co.uk.
+    """
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if len(labels) < 3:
+        return None
+    rest = labels[1:]
+    if len(rest) == 2 and len(rest[1]) == 2 and rest[0] in _PUBLIC_SECOND_LEVEL:
+        return None
+    return ".".join(rest)
+
+
+def realm_trusted(registry_host: str, realm_host: str) -> bool:
+    """May credentials for the registry go to a token realm on `realm_host`?
+
+    Yes for the registry's own host (any port), its parent domain (registry.gitlab.com and
+    gitlab.com) and a sibling in that domain (registry-1.docker.io and auth.docker.io); no for
+    anything else, which may be anyone's server: a registry chooses its realm freely.
+    """
+    registry, realm = _hostname(registry_host), _hostname(realm_host)
+    if not registry or not realm:
+        return False
+    if registry == realm:
+        return True
+    domain = _parent(registry)
+    return domain is not None and (realm == domain or _parent(realm) == domain)
+
+
 # -- HTTP ----------------------------------------------------------------------------------
 
 @dataclass
@@ -358,7 +416,7 @@ class Http:
 
 # -- one registry --------------------------------------------------------------------------
 
-TokenCache = dict  # (realm, service, scope, credential source) -> token; shared inside one run
+TokenCache = dict  # (registry host, realm, service, scope, credential source) -> token; one run
 
 
 class Registry:
@@ -373,6 +431,7 @@ class Registry:
         self._loaded = False
         self.tokens = tokens
         self.challenge: Challenge | None = None  # learnt once, reused for later images
+        self.withheld = False  # credentials kept from a realm off the registry's domain
 
     @property
     def credentials(self) -> Credentials | None:
@@ -434,16 +493,27 @@ class Registry:
         realm = challenge.params.get("realm", "")
         service = challenge.params.get("service", "")
         scope = f"repository:{image.repository}:pull"
-        key = (realm, service, scope, creds.source if creds else "")
-        if key not in self.tokens:
-            self.tokens[key] = self._fetch_token(realm, service, scope, creds, where)
-        return self.tokens[key]
-
-    def _fetch_token(self, realm: str, service: str, scope: str, creds: Credentials | None,
-                     where: str) -> str:
         url = urlsplit(realm)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise RegistryError("auth", f"{where}: registry {self.host} names no usable token realm")
+        creds = self._for_realm(url.netloc, creds)
+        key = (self.host, realm, service, scope, creds.source if creds else "")
+        if key not in self.tokens:
+            self.tokens[key] = self._fetch_token(url, service, scope, creds, where)
+        return self.tokens[key]
+
+    def _for_realm(self, realm_host: str, creds: Credentials | None) -> Credentials | None:
+        """creds when the realm is on the registry's domain; None (an anonymous token) otherwise."""
+        if creds is None or realm_trusted(self.host, realm_host):
+            return creds
+        if not self.withheld:
+            self.withheld = True
+            warn(f"tag_check: token realm {realm_host} is not on the domain of registry {self.host}: "
+                 f"asking it for an anonymous token ({creds.source} not sent)")
+        return None
+
+    def _fetch_token(self, url: SplitResult, service: str, scope: str, creds: Credentials | None,
+                     where: str) -> str:
         if url.scheme == "http" and creds and self.scheme != "http":
             raise RegistryError("auth", f"{where}: token realm {url.netloc} is plain http; credentials "
                                 "are not sent there unless REGISTRY_INSECURE covers the registry")
@@ -479,8 +549,8 @@ class Registry:
             return MANIFEST_TYPES.get(kind, kind or "manifest")
         if response.status == 404:
             raise TagMissing(f"tag not found: {where} (registry {self.host} has no such manifest)")
-        raise self._status_error(response, where, f"registry {self.host}", self.credentials
-                                 if self._loaded else None)
+        sent = self.credentials if self._loaded and not self.withheld else None
+        raise self._status_error(response, where, f"registry {self.host}", sent)
 
     def _status_error(self, response: Response, where: str, who: str,
                       creds: Credentials | None) -> RegistryError:

@@ -2,11 +2,18 @@
 
 REMOTE_CLEANUP_HOSTS lists `[user@]host[:port]` entries; REMOTE_CLEANUP_COMMANDS holds
 command templates, one a line, whose placeholders are filled with shell-quoted
-values. Every host is tried and every command run even after a failure, because
+values. Quoting is ours, so a placeholder inside quotes (or right after `\\` or `$`)
+is a configuration error (78); a value a template uses must be a plain non-empty
+word (letters, digits, `.`, `-`, `_`, starting with a letter or digit), else the
+flag is refused (64): `rm -rf -- /srv/{project_name}` must never run with an empty
+project name, nor with `..`. All of it is checked before any host is contacted.
+Every host is tried and every command run even after a failure, because
 Octopod never retries a cleanup: the caller gets one message per failure.
-Host keys are checked strictly when known_hosts is configured or present: an
-unknown or changed key is refused, never added. Remote output goes to our stderr
-(the log), line by line, with configured secret values redacted.
+Host keys are checked strictly by default (REMOTE_STRICT_HOST_KEYS=true): an
+unknown or changed key is refused, never added. Each command's output (stdout and
+stderr, as they arrive) is read from the SSH channel into a buffer that keeps only
+the last 64 KiB, then goes to our stderr (the log), line by line, with configured
+secret values redacted: a command printing gigabytes costs neither memory nor time.
 Imports fabric at once: import this module only when there are hosts to reach.
 """
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import os
 import re
 import shlex
+import socket
 import string
 import sys
 import time
@@ -24,16 +32,23 @@ from typing import Mapping
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
 
 from .deadline import Deadline
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .log import info as log
 from .log import warn
 from .process import Redactor
-from .settings import Settings, is_secret
+from .settings import Settings
 
 COMMAND_FIELDS = ("name", "namespace", "project_name", "base_domain")
+# Where each field comes from, for messages: the flag and its fallback variable.
+FIELD_SOURCES = {"name": ("--name", ""), "namespace": ("--namespace", "NAMESPACE"),
+                 "project_name": ("--project-name", "PROJECT_NAME"),
+                 "base_domain": ("--base-domain", "BASE_DOMAIN")}
+# A value in a remote command: a plain word. Not `-x` (an option), not `.` or `..` (a path).
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+TAIL_BYTES = 64 * 1024  # remote output kept per command: the last 64 KiB
+_READ_BYTES = 32 * 1024
 KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 _HOST = re.compile(r"(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?"
                    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
@@ -74,25 +89,93 @@ def parse_hosts(raw: str) -> list[Host]:
     return hosts
 
 
-def render_commands(raw: str, fields: Mapping[str, str]) -> list[str]:
-    """One command a non-blank, non-# line; every placeholder replaced by its shell-quoted value."""
-    quoted = {f: shlex.quote(fields.get(f, "")) for f in COMMAND_FIELDS}
-    commands = []
-    for line in raw.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
+def _lines(raw: str) -> list[str]:
+    """The command templates: non-blank lines not starting with #."""
+    return [line.strip() for line in raw.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def _shown(line: str) -> str:
+    return f"`{line[:200]}`"
+
+
+def _shell_state(text: str, state: tuple[str, bool, bool]) -> tuple[str, bool, bool]:
+    """The shell's quoting after `text`, from `state`: the open quote ('', "'" or '"'), and
+    whether the last character was an unescaped backslash, or an unescaped `$` outside '...'."""
+    quote, escaped, dollar = state
+    for char in text:
+        dollar = False
+        if escaped:
+            escaped = False
+        elif quote == "'":
+            quote = "" if char == "'" else quote
+        elif char == "\\":
+            escaped = True
+        elif char == "$":
+            dollar = True
+        elif quote == '"':
+            quote = "" if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+    return quote, escaped, dollar
+
+
+def template_fields(line: str) -> list[str]:
+    """The placeholders of one template, checked: known, bare, outside quotes (ConfigError).
+
+    A shell-quoted value inside quotes would end them: `'{name}'` with `it's` breaks the
+    command, and after `\\` or `$` a value is escaped or expanded. Quoting is ours.
+    """
+    try:
+        parsed = list(string.Formatter().parse(line))
+    except ValueError as exc:
+        raise ConfigError(f"REMOTE_CLEANUP_COMMANDS: {_shown(line)}: {exc}") from None
+    used: list[str] = []
+    state = ("", False, False)
+    for literal, field, spec, conversion in parsed:
+        state = quote, escaped, dollar = _shell_state(literal, state)
+        if field is None:
             continue
-        try:
-            parsed = list(string.Formatter().parse(line))
-        except ValueError as exc:
-            raise ConfigError(f"REMOTE_CLEANUP_COMMANDS: {line[:80]!r}: {exc}") from None
-        for _, field, spec, conversion in parsed:
-            if field is not None and (field not in COMMAND_FIELDS or spec or conversion):
-                allowed = ", ".join("{%s}" % f for f in COMMAND_FIELDS)
-                raise ConfigError(f"REMOTE_CLEANUP_COMMANDS: {line[:80]!r}: unknown placeholder "
-                                  f"{{{field}}}; use {allowed} (and {{{{ }}}} for literal braces)")
-        commands.append(line.format_map(quoted))
-    return commands
+        if field not in COMMAND_FIELDS or spec or conversion:
+            allowed = ", ".join("{%s}" % f for f in COMMAND_FIELDS)
+            raise ConfigError(f"REMOTE_CLEANUP_COMMANDS: {_shown(line)}: unknown placeholder "
+                              f"{{{field}}}; use {allowed} (and {{{{ }}}} for literal braces)")
+        glued = "inside quotes" if quote else "right after `\\`" if escaped else \
+            "right after `$`" if dollar else ""
+        if glued:
+            raise ConfigError(f"REMOTE_CLEANUP_COMMANDS: {_shown(line)}: {{{field}}} stands {glued}; "
+                              "write placeholders bare: their values are shell-quoted for you")
+        used.append(field)
+        state = (quote, False, False)  # the quoted value ends with no quote open
+    return used
+
+
+def check_value(field: str, value: str, line: str) -> None:
+    """A value a remote command uses: non-empty, a plain word (UsageError naming the flag)."""
+    flag, variable = FIELD_SOURCES[field]
+    if not value:
+        fallback = f" or set {variable}" if variable else ""
+        raise UsageError(f"{flag}: empty, but REMOTE_CLEANUP_COMMANDS {_shown(line)} needs "
+                         f"{{{field}}} (an empty value would change what it acts on); pass {flag}{fallback}")
+    if not _SAFE_VALUE.fullmatch(value):
+        shown = value if len(value) <= 80 and value.isprintable() else repr(value[:80])
+        raise UsageError(f"{flag}: {shown} cannot go into a remote command (REMOTE_CLEANUP_COMMANDS "
+                         f"uses {{{field}}}): letters, digits, '.', '-' and '_' only, starting with a "
+                         "letter or digit")
+
+
+def render_commands(raw: str, fields: Mapping[str, str]) -> list[str]:
+    """One command a template line, every placeholder replaced by its shell-quoted value.
+
+    Every template is checked first (ConfigError), then every value a template uses
+    (UsageError), so nothing is rendered from a bad template or a bad value.
+    """
+    lines = _lines(raw)
+    used = [template_fields(line) for line in lines]
+    for line, names in zip(lines, used):
+        for field in names:
+            check_value(field, fields.get(field, ""), line)
+    quoted = {f: shlex.quote(fields.get(f, "")) for f in COMMAND_FIELDS}
+    return [line.format_map(quoted) for line in lines]
 
 
 def options(settings: Settings) -> Options:
@@ -101,20 +184,19 @@ def options(settings: Settings) -> Options:
     keys = [os.path.expanduser(configured)] if configured else \
         [str(home / ".ssh" / n) for n in KEY_NAMES if (home / ".ssh" / n).is_file()]
     known = home / ".ssh" / "known_hosts"
-    strict = settings.text("REMOTE_STRICT_HOST_KEYS", "auto").lower() or "auto"
+    strict = settings.text("REMOTE_STRICT_HOST_KEYS", "true").lower() or "true"
     if strict not in ("auto", "true", "false"):
         raise ConfigError(f"REMOTE_STRICT_HOST_KEYS={strict!r}: expected auto, true or false")
     if strict == "auto":
         strict = "true" if settings.text("SSH_KNOWN_HOSTS") or known.is_file() else "false"
     ssh_config = home / ".ssh" / "config"
-    values = settings.environ()
     return Options(
         key_files=tuple(keys),
         known_hosts=known if strict == "true" else None,
         ssh_config=ssh_config if ssh_config.is_file() else None,
         connect_timeout=settings.seconds("REMOTE_CONNECT_TIMEOUT", 10),
         command_timeout=settings.seconds("REMOTE_COMMAND_TIMEOUT", 300),
-        secrets=tuple(v for k, v in values.items() if v and is_secret(k)),
+        secrets=tuple(settings.secret_values()),  # withheld ones too: a command may print any
     )
 
 
@@ -129,24 +211,84 @@ def run_everywhere(hosts: list[Host], commands: list[str], opts: Options,
     return failures
 
 
-class _LineLog:
-    """A stream for fabric: remote output to our stderr, per line, prefixed and redacted."""
+class Tail:
+    """The last `limit` bytes of a stream, and how many came before them; memory stays bounded."""
 
-    def __init__(self, prefix: str, redact: Redactor) -> None:
-        self.prefix, self.redact, self.pending = prefix, redact, ""
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self.limit, self.data, self.dropped = limit, bytearray(), 0
+        self.line_start = True  # the kept bytes begin a line (the last dropped byte was a newline)
 
-    def write(self, text: str) -> int:
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            sys.stderr.write(f"{self.prefix}{self.redact(line)}\n")
-        return len(text)
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * self.limit:  # trimmed in batches: each byte is moved O(1) times
+            self._trim()
 
-    def flush(self) -> None:
-        if self.pending:
-            sys.stderr.write(f"{self.prefix}{self.redact(self.pending)}\n")
-            self.pending = ""
+    def _trim(self) -> None:
+        excess = len(self.data) - self.limit
+        if excess > 0:
+            self.line_start = self.data[excess - 1] == ord("\n")
+            del self.data[:excess]
+            self.dropped += excess
+
+    def text(self) -> tuple[str, int]:
+        """The kept output as text, from its first whole line when bytes were dropped; and how many."""
+        self._trim()
+        data = bytes(self.data)
+        if not self.line_start:  # a partial first line could hold the end of a secret: not shown
+            cut = data.find(b"\n") + 1 or len(data)
+            data, dropped = data[cut:], self.dropped + cut
+        else:
+            dropped = self.dropped
+        return data.decode("utf-8", errors="replace"), dropped
+
+
+def report_output(host: Host, tail: Tail, redact: Redactor) -> None:
+    """A command's kept output to our stderr, redacted, one prefixed line a line."""
+    text, dropped = tail.text()
+    if dropped:
+        log(f"{host}: {dropped} earlier bytes of output not shown (only the last "
+            f"{tail.limit // 1024} KiB are kept)")
+    if text:
+        lines = "".join(f"[{host}] {line}\n" for line in redact(text).rstrip("\n").split("\n"))
+        sys.stderr.write(lines)
         sys.stderr.flush()
+
+
+def run_command(conn: Connection, command: str, limit: float,
+                open_timeout: float) -> tuple[int | None, Tail]:
+    """Run command on one session channel: (its exit status, or None on timeout; its output tail).
+
+    Read straight from paramiko, not through fabric's `run`, whose Invoke runner keeps the
+    whole output and re-joins it on every 1000-byte read (quadratic time, unbounded memory).
+    stderr is combined into stdout as it arrives; no pty, no stdin. At `limit` seconds the
+    channel is closed and the command counts as timed out.
+    """
+    end = time.monotonic() + limit
+    tail = Tail()
+    channel = conn.client.get_transport().open_session(timeout=open_timeout)
+    try:
+        channel.set_combine_stderr(True)
+        channel.exec_command(command)
+        channel.shutdown_write()
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None, tail
+            channel.settimeout(min(left, 1.0))
+            try:
+                chunk = channel.recv(_READ_BYTES)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            tail.add(chunk)
+        while not channel.exit_status_ready():  # EOF came; the status follows at once
+            if time.monotonic() >= end:
+                return None, tail
+            time.sleep(0.01)
+        return channel.recv_exit_status(), tail
+    finally:
+        channel.close()
 
 
 def bounded(opts: Options, deadline: Deadline | None) -> Options:
@@ -183,22 +325,12 @@ def run_on_host(host: Host, commands: list[str], opts: Options,
                 failures.append(f"{host}: `{shown}` not run: {_spent(deadline)}")
                 continue
             log(f"{host}: $ {shown}")
-            stream = _LineLog(f"[{host}] ", redact)
-            started = time.monotonic()
             try:
-                result = conn.run(command, warn=True, hide=False, pty=False, in_stream=False,
-                                  out_stream=stream, err_stream=stream, timeout=limit)
-                code = result.exited
-                if code == -1 and time.monotonic() - started >= limit:
-                    # Invoke's timer closed the channel before it raised: no exit status came.
-                    code = None
-            except CommandTimedOut:
-                code = None
+                code, tail = run_command(conn, command, limit, min(opts.connect_timeout, limit))
             except network as exc:
                 failures.append(f"{host}: `{shown}` failed: {_reason(exc)}")
                 continue
-            finally:
-                stream.flush()
+            report_output(host, tail, redact)
             if code is None:
                 failures.append(f"{host}: `{shown}` timed out after {limit:g}s")
             elif code != 0:

@@ -3,6 +3,10 @@
 Each turns Octopod's call (`scripts/create --name x ...`) into the Invoke task of
 the same name, run through `OctopodProgram` with the project's `.venv` when it
 exists. Generated, never hand-edited: a test fails when scripts/ is stale.
+
+Python runs with `-P` (3.11+): `-m` would otherwise put the current directory first
+on sys.path, and Octopod runs the scripts from directories we do not control, where
+an `octopod_control/`, `invoke/` or `tasks.py` would be imported instead of ours.
 """
 from __future__ import annotations
 
@@ -23,9 +27,9 @@ case $src in /*) ;; *) src=$PWD/$src ;; esac
 src=${{src//\/.\//\/}}  # ./scripts/x, scripts/./x
 root=${{src%/*/*}}
 py=$root/.venv/bin/python
-[ -x "$py" ] || py=${{OCTOPOD_PYTHON:-python3}}
+[ -x "$py" ] || py=${{OCTOPOD_PYTHON:-python3}}  # 3.11 or later: -P
 export PYTHONPATH="$root${{PYTHONPATH:+:$PYTHONPATH}}"
-exec "$py" -m octopod_control --write-pyc --search-root "$root" {task} "$@"
+exec "$py" -P -m octopod_control --write-pyc --search-root "$root" {task} "$@"
 """
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -67,6 +69,127 @@ def test_source_key_follows_the_sources(tmp_path):
     assert bundle.source_key(tmp_path) == first
     (tmp_path / "tasks.py").write_text("b")
     assert bundle.source_key(tmp_path) != first
+
+
+def test_only_contained_symlinks_are_packed(tmp_path):
+    assert bundle.contained_link("libz.so.1.2.13") and bundle.contained_link("sub/dir/lib.so")
+    for target in ("/etc/passwd", "../../x", "a/../../x", "..", ""):
+        assert not bundle.contained_link(target), target
+    (tmp_path / "escape").symlink_to("../../x")
+    with pytest.raises(bundle.BundleError, match="symlink to '../../x'"):
+        bundle.entry("app/escape", tmp_path / "escape")
+
+
+# -- the launcher against crafted payloads (the format bundle.py writes; no PyInstaller, no root)
+LOADER_SCRIPT = b"#!/bin/sh\necho loader-ran\n"
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory) -> Path:
+    if not shutil.which("gcc"):
+        pytest.fail("gcc missing: apt-get install gcc libc6-dev zlib1g-dev (./run does)")
+    return bundle.compile_launcher(tmp_path_factory.mktemp("launcher"))
+
+
+def packed(kind: bytes, name: str, raw: int, stored: bytes, mode: int = 0o644,
+           stored_size: int | None = None) -> bytes:
+    """One payload entry as bundle.entry() writes it; stored_size may lie about len(stored)."""
+    size = len(stored) if stored_size is None else stored_size
+    return bundle.ENTRY.pack(kind, mode, len(name.encode()), raw, size) + name.encode() + stored
+
+
+def a_dir(name: str) -> bytes:
+    return packed(b"d", name, 0, b"", 0o755)
+
+
+def a_file(name: str, data: bytes, mode: int = 0o644) -> bytes:
+    return packed(b"f", name, len(data), zlib.compress(data), mode)
+
+
+def a_link(name: str, target: str) -> bytes:
+    return packed(b"l", name, len(target.encode()), target.encode(), 0o777)
+
+
+def good_entries() -> list[bytes]:
+    """What the launcher runs: a 'loader' (a shell script) and a program; an in-tree symlink."""
+    return [a_dir("app"), a_file("app/octopod-control", b"program"), a_link("app/alias", "octopod-control"),
+            a_dir("lib"), a_file("lib/ld-linux-x86-64.so.2", LOADER_SCRIPT, 0o755)]
+
+
+def run_image(image: Path, work: Path) -> subprocess.CompletedProcess:
+    """The image with every cache root under work (the cache, $HOME, $TMPDIR)."""
+    for name in ("cache", "home", "tmp"):
+        (work / name).mkdir(exist_ok=True, mode=0o700)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work / "home"), "TMPDIR": str(work / "tmp"),
+           "OCTOPOD_BUNDLE_CACHE": str(work / "cache")}
+    return subprocess.run([str(image), "config"], env=env, capture_output=True, text=True, timeout=30)
+
+
+def links_to(root: Path, target: str) -> list[Path]:
+    return [Path(d) / n for d, dirs, files in os.walk(root) for n in dirs + files
+            if os.path.islink(Path(d) / n) and os.readlink(Path(d) / n) == target]
+
+
+def assert_refused(done: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert done.returncode == 70, (done.returncode, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: octopod-control launcher: "), done.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+def test_launcher_runs_a_well_formed_crafted_payload(launcher, tmp_path):
+    image = tmp_path / "octopod-control"
+    key = bundle.write_image(launcher, good_entries(), image)
+    done = run_image(image, tmp_path)
+    assert (done.returncode, done.stdout) == (0, "loader-ran\n"), done.stderr
+    entry = tmp_path / "cache" / key
+    assert os.readlink(entry / "app" / "alias") == "octopod-control"
+    assert (entry / ".complete").read_text() == key
+
+
+def test_launcher_refuses_an_entry_length_that_overflows(launcher, tmp_path):
+    """len + stored wraps to 0 in 64 bits: once accepted, then read far past the mapping."""
+    name = "app/big"
+    overflow = packed(b"f", name, 10, zlib.compress(b"0123456789"),
+                      stored_size=2 ** 64 - len(name.encode()))
+    image = tmp_path / "octopod-control"
+    bundle.write_image(launcher, [a_dir("app"), overflow], image)
+    assert_refused(run_image(image, tmp_path), "bad payload", "out of bounds", name)
+    assert list((tmp_path / "cache").iterdir()) == []  # the partial unpack is gone
+
+
+def test_launcher_refuses_a_trailer_whose_offset_overflows(launcher, tmp_path):
+    """offset + size + 64 == file size only modulo 2**64: the payload would start anywhere."""
+    image = tmp_path / "octopod-control"
+    bundle.write_image(launcher, good_entries(), image)
+    data = bytearray(image.read_bytes())
+    offset = 2 ** 64 - 4096
+    size = (len(data) - bundle.TRAILER.size - offset) % 2 ** 64
+    struct.pack_into("<QQ", data, len(data) - bundle.TRAILER.size + 8, offset, size)
+    image.write_bytes(bytes(data))
+    assert_refused(run_image(image, tmp_path), "payload size mismatch")
+
+
+def test_launcher_refuses_an_absolute_symlink(launcher, tmp_path):
+    image = tmp_path / "octopod-control"
+    bundle.write_image(launcher, [*good_entries(), a_link("app/passwd", "/etc/passwd")], image)
+    assert_refused(run_image(image, tmp_path), "symlink target is absolute or has '..'",
+                   "app/passwd -> /etc/passwd")
+    assert links_to(tmp_path, "/etc/passwd") == []
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_launcher_refuses_a_symlink_out_of_the_cache(launcher, tmp_path):
+    """`esc -> ../../x` from <cache>/<unpack dir>/ is <cache>/../x; a file through it would land there."""
+    outside = tmp_path / "x"
+    outside.mkdir()
+    image = tmp_path / "octopod-control"
+    bundle.write_image(launcher, [*good_entries(), a_link("esc", "../../x"),
+                                  a_file("esc/planted", b"outside the cache")], image)
+    assert_refused(run_image(image, tmp_path), "symlink target is absolute or has '..'", "esc -> ../../x")
+    assert list(outside.iterdir()) == []
+    assert links_to(tmp_path, "../../x") == []
 
 
 # -- the built bundle in a chroot

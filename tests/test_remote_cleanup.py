@@ -4,10 +4,13 @@ The sshd runs on this machine, so a test checks the remote side's filesystem dir
 """
 from __future__ import annotations
 
+import os
 import shlex
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -119,6 +122,65 @@ def test_a_hanging_command_is_bounded_and_the_next_command_still_runs(
     assert marker.exists()
 
 
+def _measured(env: dict[str, str], limit: float = 180) -> tuple[subprocess.CompletedProcess, float, int]:
+    """remote_cleanup, with its wall time and peak RSS (KiB, from wait4: this child alone)."""
+    argv = [sys.executable, "-m", "octopod_control", "--search-root", str(ROOT), "remote-cleanup",
+            "--name", NAME]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, cwd="/", stdout=out, stderr=err)
+        watchdog = threading.Timer(limit, proc.kill)
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            watchdog.cancel()
+        elapsed = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(argv, proc.returncode, out.read().decode(),
+                                             err.read().decode(errors="replace"))
+    return result, elapsed, usage.ru_maxrss
+
+
+def test_megabytes_of_remote_output_keep_memory_and_time_bounded_and_report_the_tail(
+        env: dict[str, str], sshd: Sshd) -> None:
+    secret = "tail-secret-0123456789"
+    env = {**env, "REGISTRY_PASSWORD": secret, "REMOTE_COMMAND_TIMEOUT": "120"}
+    small, _, baseline = _measured({**env, "REMOTE_CLEANUP_COMMANDS": "seq 1 3"})
+    assert small.returncode == 0, small.stderr
+    # About 21 MB of output, then a secret and a marker: the tail.
+    result, elapsed, peak = _measured({**env, "REMOTE_CLEANUP_COMMANDS":
+                                       f"seq 1 3000000; echo {secret}; echo done-marker"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert elapsed < 30, f"{elapsed:.1f}s for 21 MB of output"
+    assert peak - baseline < 12 * 1024, f"peak RSS {peak} KiB against {baseline} KiB for 3 lines"
+    assert len(result.stderr) < 512 * 1024  # 64 KiB of short lines, each with the host prefix
+    prefix = f"[{host(sshd)}] "
+    remote = [line[len(prefix):] for line in result.stderr.splitlines() if line.startswith(prefix)]
+    assert remote[-3:] == ["3000000", "***", "done-marker"]  # the tail, redacted
+    assert "1" not in remote and sum(len(line) + 1 for line in remote) <= 64 * 1024
+    assert "earlier bytes of output not shown" in result.stderr
+    assert secret not in result.stderr
+
+
+def test_the_tail_keeps_the_last_bytes_from_a_whole_line() -> None:
+    from octopod_control.remote import Tail
+
+    tail = Tail(limit=10)
+    for _ in range(1000):
+        tail.add(b"line\n")
+        assert len(tail.data) <= 2 * 10 + 5
+    assert tail.text() == ("line\nline\n", 5000 - 10)  # kept from a line's start: shown whole
+    tail.add(b"ab\n")  # the kept bytes now begin inside a line: that part is not shown
+    assert tail.text() == ("line\nab\n", 5003 - 8)
+    one_line = Tail(limit=10)
+    one_line.add(b"x" * 100)  # no whole line left: nothing of it is shown
+    assert one_line.text() == ("", 100)
+    assert Tail(limit=10).text() == ("", 0)
+
+
 def test_a_failing_command_is_named_with_its_exit_code(env: dict[str, str]) -> None:
     result = remote_cleanup({**env, "REMOTE_CLEANUP_COMMANDS": "echo to-the-log >&2; exit 7"})
     assert result.returncode == 1
@@ -142,32 +204,107 @@ def test_a_wrong_or_unknown_host_key_is_refused(
     assert known_hosts.read_text() == f"{name} {kind} {key}\n"  # nothing learnt or added
 
 
-def test_without_known_hosts_an_unknown_key_is_accepted_with_a_warning(
+def test_by_default_an_unknown_key_is_refused_even_without_known_hosts(
         env: dict[str, str], srv: Path) -> None:
     (Path(env["HOME"]) / ".ssh" / "known_hosts").unlink()
     result = remote_cleanup({k: v for k, v in env.items() if k != "SSH_KNOWN_HOSTS"})
+    assert result.returncode == 1
+    assert "is not in" in result.stderr and "(missing); refused" in result.stderr
+    assert (srv / NAME).exists(), "a command ran on a host whose key was not verified"
+    assert not (Path(env["HOME"]) / ".ssh" / "known_hosts").exists()  # nothing learnt
+
+
+@pytest.mark.parametrize("setting", ["auto", "false"])
+def test_auto_or_false_without_known_hosts_accepts_an_unknown_key_with_a_warning(
+        env: dict[str, str], srv: Path, setting: str) -> None:
+    (Path(env["HOME"]) / ".ssh" / "known_hosts").unlink()
+    result = remote_cleanup({k: v for k, v in env.items() if k != "SSH_KNOWN_HOSTS"}
+                            | {"REMOTE_STRICT_HOST_KEYS": setting})
     assert result.returncode == 0, result.stderr
     assert "accepting unverified host key" in result.stderr
     assert not (srv / NAME).exists()
-    strict = remote_cleanup({k: v for k, v in env.items() if k != "SSH_KNOWN_HOSTS"}
-                            | {"REMOTE_STRICT_HOST_KEYS": "true"})
-    assert strict.returncode == 1 and "refused" in strict.stderr
 
 
 # Each injection would create a file in the remote command's working directory.
 PROJECT = """it's a "demo"; touch p1 $(touch p2) `touch p3` | touch p4 && touch p5 \\ {x} * ~ > p6"""
 
 
-def test_values_are_shell_quoted_no_injection(env: dict[str, str], tmp_path: Path) -> None:
+def _commands_in(work: Path) -> str:
+    return (f"cd {shlex.quote(str(work))} && printf '%s\\n' {{project_name}} {{name}} {{namespace}} "
+            f"{{base_domain}} > out\n"
+            f"cd {shlex.quote(str(work))} && mkdir -- {{project_name}}")
+
+
+def test_values_reach_the_command_as_one_argument_each(env: dict[str, str], tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    commands = (f"cd {shlex.quote(str(work))} && printf '%s\\n' {{project_name}} {{name}} {{namespace}} > out\n"
-                f"cd {shlex.quote(str(work))} && mkdir -- {{project_name}}")
-    result = remote_cleanup({**env, "REMOTE_CLEANUP_COMMANDS": commands},
-                            "--project-name", PROJECT, "--namespace", "ns-1")
+    result = remote_cleanup({**env, "REMOTE_CLEANUP_COMMANDS": _commands_in(work)},
+                            "--project-name", "Shop_2.b-x", "--namespace", "ns-1",
+                            "--base-domain", "stage.example.com")
     assert result.returncode == 0, result.stderr
-    assert (work / "out").read_text() == f"{PROJECT}\n{NAME}\nns-1\n"  # one argument each, verbatim
-    assert sorted(p.name for p in work.iterdir()) == sorted(["out", PROJECT])  # and nothing else ran
+    assert (work / "out").read_text() == f"Shop_2.b-x\n{NAME}\nns-1\nstage.example.com\n"
+    assert sorted(p.name for p in work.iterdir()) == ["Shop_2.b-x", "out"]  # and nothing else ran
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--project-name", PROJECT), ("--project-name", ".."), ("--project-name", "-rf"),
+    ("--project-name", "a b"), ("--project-name", "café"), ("--base-domain", "example.com:8443"),
+])
+def test_an_unsafe_project_name_or_domain_is_refused_before_any_connection(
+        env: dict[str, str], sshd: Sshd, tmp_path: Path, flag: str, value: str) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    before = sshd.log.read_text().count("Connection from")
+    flags = {"--base-domain": "stage.example.com", flag: value}
+    result = remote_cleanup({**env, "REMOTE_CLEANUP_COMMANDS": _commands_in(work)},
+                            *[word for pair in flags.items() for word in pair])
+    assert result.returncode == 64, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: {flag}:") and "letters, digits" in error, error
+    assert list(work.iterdir()) == [] and sshd.log.read_text().count("Connection from") == before
+
+
+@pytest.mark.parametrize("template,placeholder", [
+    ("rm -rf -- /srv/stagings/{project_name}", "{project_name}"),
+    ("dropdb --if-exists staging_{base_domain}", "{base_domain}"),
+])
+def test_an_empty_value_is_refused_before_any_connection(
+        env: dict[str, str], sshd: Sshd, template: str, placeholder: str) -> None:
+    before = sshd.log.read_text().count("Connection from")
+    result = remote_cleanup({**env, "PROJECT_NAME": "", "BASE_DOMAIN": "",
+                             "REMOTE_CLEANUP_COMMANDS": f"true\n{template}"})
+    assert result.returncode == 64, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert template in error and f"needs {placeholder}" in error, error
+    assert sshd.log.read_text().count("Connection from") == before
+
+
+@pytest.mark.parametrize("template", [
+    "rm -rf '/srv/stagings/{name}'",
+    'rm -rf "/srv/stagings/{name}"',
+    "echo \"it's {name}\"",
+    "echo 'a' \"b {namespace} c\"",
+    "echo \\{name}",
+    "echo ${name}",
+])
+def test_a_placeholder_inside_quotes_is_a_config_error(env: dict[str, str], sshd: Sshd,
+                                                        template: str) -> None:
+    before = sshd.log.read_text().count("Connection from")
+    result = remote_cleanup({**env, "REMOTE_CLEANUP_COMMANDS": f"true\n{template}"})
+    assert result.returncode == 78, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "REMOTE_CLEANUP_COMMANDS" in error and template in error, error
+    assert sshd.log.read_text().count("Connection from") == before
+
+
+def test_render_commands_quotes_and_checks_only_what_a_template_uses() -> None:
+    from octopod_control import remote
+
+    fields = {"name": "demo-1", "namespace": "ns", "project_name": PROJECT, "base_domain": ""}
+    # Neither {project_name} nor {base_domain} is used: their values do not matter.
+    raw = "echo 'a {{name}} b' {name} \"$HOME\" {namespace}\n# echo {project_name}\n\n"
+    assert remote.render_commands(raw, fields) == ["echo 'a {name} b' demo-1 \"$HOME\" ns"]
+    assert remote.render_commands('echo \\" {name} \\"', fields) == ['echo \\" demo-1 \\"']
 
 
 @pytest.mark.parametrize("template,message", [

@@ -15,10 +15,11 @@ from typing import Iterator
 import pytest
 
 from octopod_control import registry as reg
-from octopod_control.errors import ConfigError
+from octopod_control.deadline import Deadline
+from octopod_control.errors import ConfigError, OctopodError
 from tests.conftest import run_script
 from tests.support.registry import PASSWORD, TAGS, USER, FakeRegistry, Registries, TokenServer, \
-    free_port, start_registries
+    bearer_challenge, free_port, start_registries
 
 ARGV = ("--project-name", "demo", "--base-domain", "staging.example.com", "--namespace", "octopod",
         "--name", "feature-1")
@@ -419,3 +420,71 @@ def test_env_credentials_go_to_one_registry_only(registries, env):
     result = tag_check(env, REGISTRY_IMAGES=f"{private},{public}", REGISTRY_AUTH_HOST=registries.token.host,
                        **CREDS)
     assert_fails(result, private)
+
+
+# -- token realms: whose token, and who gets the credentials --------------------------------
+
+def _check_one(host: str, repository: str, tokens: reg.TokenCache,
+               creds: reg.Credentials | None) -> reg.Result:
+    """One image through one Registry sharing `tokens`, as check_images shares them in a run."""
+    registry = reg.Registry(host, "http", Deadline(10, "REGISTRY_TIMEOUT"), lambda: creds, tokens)
+    image = reg.parse_reference(f"{host}/{repository}")
+    try:
+        return reg.Result(image, kind=registry.check(image, "oci"))
+    except OctopodError as exc:
+        return reg.Result(image, error=exc)
+    finally:
+        registry.http.close()
+
+
+def test_a_token_is_never_given_to_another_registry_naming_the_same_realm(registries):
+    """A hostile registry copying the real one's realm and service gets a token of its own."""
+    tokens: reg.TokenCache = {}
+    assert _check_one(registries.token.host, "public/app", tokens, None).error is None
+    theirs = {f"Bearer {token}" for token in tokens.values()}
+    hostile = FakeRegistry(bearer_challenge(registries.token_server.url))
+    try:
+        result = _check_one(hostile.host, "public/app", tokens, None)
+    finally:
+        hostile.stop()
+    assert "anonymous access refused" in str(result.error)
+    sent = [a for a in hostile.authorizations if a]
+    assert sent and not theirs & set(sent), "the hostile registry received the other's token"
+
+
+def test_a_token_realm_on_another_host_gets_no_credentials(registries):
+    """The realm is the real token server, reached as `localhost` from a registry on 127.0.0.1."""
+    server = registries.token_server
+    realm = server.url.replace("127.0.0.1", "localhost")
+    creds = reg.Credentials("REGISTRY_USERNAME/REGISTRY_PASSWORD", USER, PASSWORD)
+    for url, sent in ((realm, False), (server.url, True)):  # another host; the same host, another port
+        fake = FakeRegistry(bearer_challenge(url))
+        server.with_credentials.clear()
+        try:
+            result = _check_one(fake.host, "team/app", {}, creds)
+        finally:
+            fake.stop()
+        assert server.with_credentials == [sent], url
+        message = str(result.error)
+        assert ("anonymous access refused" in message) != sent, message
+        assert PASSWORD not in message
+
+
+@pytest.mark.parametrize("registry, realm, trusted", [
+    ("registry.example.com", "registry.example.com", True),
+    ("registry.example.com:5000", "registry.example.com", True),  # ports do not matter
+    ("registry-1.docker.io", "auth.docker.io", True),  # Docker Hub: siblings under docker.io
+    ("registry.example.com", "auth.example.com", True),
+    ("registry.gitlab.com", "gitlab.com", True),  # the registry's parent domain
+    ("registry.example.com", "example.org", False),
+    ("registry.example.com", "auth.example.com.evil.io", False),
+    ("a.com", "b.com", False),  # dropping a label leaves one: no shared domain
+    ("example.co.uk", "evil.co.uk", False),  # co.uk is a public suffix, not a shared domain
+    ("registry.example.co.uk", "auth.example.co.uk", True),
+    ("127.0.0.1:5000", "127.0.0.1", True),
+    ("127.0.0.1:5000", "127.0.0.2", False),  # addresses: the same one only
+    ("[::1]:5000", "[::1]:8443", True),
+    ("localhost:5000", "127.0.0.1", False),
+])
+def test_realm_trusted(registry, realm, trusted):
+    assert reg.realm_trusted(registry, realm) is trusted

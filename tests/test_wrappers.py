@@ -38,3 +38,16 @@ def test_a_symlinked_wrapper_finds_the_project(tmp_path):
     done = subprocess.run([str(link), "--name", "w"], cwd=tmp_path, env=ENV, capture_output=True,
                           text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "app,https://w.b.example\n"), done.stderr
+
+
+@pytest.mark.parametrize("decoy", ["octopod_control/__init__.py", "octopod_control/__main__.py",
+                                   "tasks.py", "invoke/__init__.py"])
+def test_the_current_directory_never_shadows_our_modules(tmp_path, decoy):
+    """Python runs with -P: a module in the cwd (Octopod's, a user's) is never imported."""
+    path = tmp_path / decoy
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("print('DECOY IMPORTED')\nraise SystemExit(99)\n")
+    done = subprocess.run([str(ROOT / "scripts" / "info"), "--name", "w"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "app,https://w.b.example\n"), done.stderr
+    assert "DECOY" not in done.stderr

@@ -250,6 +250,11 @@ def plan_helm_repo(settings: Settings) -> tuple[str, str, str, str] | None:
         return None
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"CHART_REPO_URL={url!r}: expected an http(s):// chart repository URL")
+    if "?" in url or "#" in url:
+        # helm appends /index.yaml to the path; a query (often ?token=...) would also reach
+        # helm's argv and our log. The URL is not quoted: its query may be a secret.
+        raise ConfigError("CHART_REPO_URL: has a query or a fragment ('?' or '#'); give the "
+                          "repository's base URL, credentials in HELM_REPO_USERNAME/HELM_REPO_PASSWORD")
     if "@" in url.split("://", 1)[1].split("/", 1)[0]:
         # user:password@host would reach helm's argv and our log: credentials have their own variables.
         raise ConfigError("CHART_REPO_URL: holds credentials; put them in HELM_REPO_USERNAME "
@@ -259,7 +264,7 @@ def plan_helm_repo(settings: Settings) -> tuple[str, str, str, str] | None:
         raise ConfigError(f"HELM_REPO_NAME={name!r}: letters, digits, '-', '_' and '.' only")
     username = settings.text("HELM_REPO_USERNAME")
     # Not stripped: a password may begin or end with a space.
-    password = settings.environ().get("HELM_REPO_PASSWORD", "")
+    password = settings.raw("HELM_REPO_PASSWORD")
     if bool(username) != bool(password):
         raise ConfigError("HELM_REPO_USERNAME and HELM_REPO_PASSWORD: set both or neither")
     return name, url, username, password

@@ -29,15 +29,18 @@ def remote_cleanup(settings: Settings, deployment: Deployment, deadline: "Deadli
     """Run REMOTE_CLEANUP_COMMANDS on every REMOTE_CLEANUP_HOSTS host.
 
     Returns one message per failure, naming the host and the command; [] on success
-    or when no hosts are configured. A bad configuration raises ConfigError before
-    any host is contacted. With a deadline, each connect and command gets at most
-    what is left of it.
+    or when no hosts are configured. A bad configuration raises ConfigError (78), a
+    value a command cannot take (empty, or not a plain word) UsageError (64), both
+    before any host is contacted. With a deadline, each connect and command gets at
+    most what is left of it.
     """
     return run_plan(plan(settings, deployment), deployment, deadline)
 
 
 def plan(settings: Settings, deployment: Deployment) -> Plan | None:
-    """Read and validate every remote cleanup setting (ConfigError); None when there is nothing to do."""
+    """Every remote cleanup setting (ConfigError) and every value the commands take (UsageError:
+    `rm -rf -- /srv/{project_name}` never runs with an empty or `..` project), checked; None when
+    there is nothing to do. `cleanup` calls this before it touches anything."""
     if not settings.text("REMOTE_CLEANUP_HOSTS"):
         return None
     from .. import remote

@@ -340,6 +340,12 @@ def start_registries(workdir: Path) -> Registries:
 
 # -- scripted answers a real registry will not give ---------------------------------------
 
+def bearer_challenge(realm: str, service: str = SERVICE) -> Callable[[str, str], tuple[int, dict]]:
+    """A FakeRegistry answer: 401 to everything, naming `realm` and `service` for tokens."""
+    header = f'Bearer realm="{realm}",service="{service}"'
+    return lambda method, path: (401, {"WWW-Authenticate": header})
+
+
 class FakeRegistry:
     """Answers every request with `respond(method, path) -> (status, headers)`; counts requests.
 
@@ -349,6 +355,7 @@ class FakeRegistry:
     def __init__(self, respond: Callable[[str, str], tuple[int, dict]] | None = None,
                  silent: bool = False) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str] = []  # the Authorization header of every request ('' if none)
         if silent:
             self.sock = socket.socket()
             self.sock.bind(("127.0.0.1", 0))
@@ -366,6 +373,7 @@ class FakeRegistry:
 
             def do_HEAD(self) -> None:
                 fake.requests.append(("HEAD", self.path))
+                fake.authorizations.append(self.headers.get("Authorization", ""))
                 status, headers = respond("HEAD", self.path)
                 self.send_response(status)
                 for name, value in {"Content-Length": "0", **headers}.items():
