@@ -6,7 +6,7 @@ own. This speaks the subset the API server uses: one request at a time on a
 kept-alive socket, Content-Length, chunked or read-to-close bodies, TLS through
 an ssl.SSLContext. It mirrors the http.client calls kube.py makes
 (request, getresponse, close); errors are OSError (TimeoutError, ssl.SSLError)
-or ProtocolError.
+or ProtocolError, and ExternalError for a body over max_body.
 
 Each request has a deadline for the whole exchange (connect, send, every read):
 the socket's timeout is set to what is left of it before each one, so a server
@@ -18,9 +18,14 @@ import socket
 import time
 from typing import Any, Mapping
 
+from .errors import ExternalError
+
 MAX_LINE = 65536
 MAX_HEADERS = 200
 RECV_SIZE = 65536
+# A LIST page (limit=500) of even large objects is a few MiB; an answer past this is a broken
+# or hostile server, and reading it would take the memory of a small pod.
+MAX_BODY = 64 * 1024 * 1024
 
 
 class ProtocolError(Exception):
@@ -36,8 +41,11 @@ class Response:
 
 
 class Connection:
-    def __init__(self, host: str, port: int, timeout: float, context: Any = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float, context: Any = None,
+                 max_body: int = MAX_BODY) -> None:
         self.host, self.port, self.timeout, self.context = host, port, timeout, context
+        self.max_body = max_body
+        self._asked = ""  # "METHOD /path" of the current request, for messages
         self._sock: socket.socket | None = None
         self._buf = bytearray()  # received, not yet consumed
         self._deadline = 0.0  # time.monotonic() by which the current exchange must be over
@@ -69,6 +77,7 @@ class Connection:
         """Send one request and read its response, all by `deadline` (a time.monotonic()
         value; default: `timeout` seconds from now)."""
         self._deadline = deadline if deadline is not None else time.monotonic() + self.timeout
+        self._asked = f"{method} {url.split('?', 1)[0]}"
         if self._sock is None:
             self._connect()
         host = self.host if ":" not in self.host else f"[{self.host}]"
@@ -135,10 +144,10 @@ class Connection:
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             body = self._chunked()
         elif "content-length" in headers:
-            body = self._exactly(int(headers["content-length"]))
+            body = self._exactly(self._bounded(self._content_length(headers), "Content-Length"))
         else:
             while self._fill():  # read to close
-                pass
+                self._bounded(len(self._buf), "read to close")
             body = self._take(len(self._buf))
             headers["connection"] = "close"
         if headers.get("connection", "").lower() == "close":
@@ -157,6 +166,21 @@ class Connection:
             headers[name.strip().lower()] = value.strip()
         raise ProtocolError("too many headers")
 
+    @staticmethod
+    def _content_length(headers: dict[str, str]) -> int:
+        text = headers["content-length"]
+        if not (text.isascii() and text.isdigit()):
+            raise ProtocolError(f"bad Content-Length {text[:40]!r}")
+        return int(text)
+
+    def _bounded(self, size: int, how: str) -> int:
+        """size, when the body may be that large; else the connection is dropped, unread."""
+        if size <= self.max_body:
+            return size
+        self.close()
+        raise ExternalError(f"Kubernetes API {self.host}:{self.port}: {self._asked}: the response "
+                            f"body is larger than {_mib(self.max_body)} ({how}); refused")
+
     def _exactly(self, size: int) -> bytes:
         while len(self._buf) < size:
             if not self._fill():
@@ -164,16 +188,23 @@ class Connection:
         return self._take(size)
 
     def _chunked(self) -> bytes:
-        chunks = []
+        chunks, total = [], 0
         while True:
             size_text = self._line().split(b";", 1)[0].strip()
             try:
                 size = int(size_text, 16)
             except ValueError:
-                raise ProtocolError("bad chunk size") from None
+                size = -1
+            if size < 0:
+                raise ProtocolError("bad chunk size")
             if size == 0:
                 while self._line() not in (b"\r\n", b"\n"):  # trailers
                     pass
                 return b"".join(chunks)
+            total = self._bounded(total + size, "chunked")
             chunks.append(self._exactly(size))
             self._line()  # the CRLF after each chunk
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:g} MiB" if size >= 1048576 else f"{size} bytes"

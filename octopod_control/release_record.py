@@ -35,18 +35,31 @@ def _version(item: dict) -> int:
     return int(match.group(1)) if match else 0
 
 
+# A release record (chart, values, rendered manifest) is a few MiB at most, and its encoded
+# form is bounded by the API response; gzip can inflate that a thousandfold. Whoever can write
+# Secrets in the namespace could plant such a bomb; past this it is refused, not read.
+MAX_RECORD = 64 * 1024 * 1024
+
+
 def decode(item: dict, driver: str) -> dict:
-    """The release JSON of one storage object."""
+    """The release JSON of one storage object; one decompressing past MAX_RECORD is refused."""
     raw = (item.get("data") or {}).get("release") or ""
+    name = (item.get("metadata") or {}).get("name", "?")
     try:
         data = base64.b64decode(raw)
         if driver == "secret":  # Secret data is base64 on the wire, over helm's own base64
             data = base64.b64decode(data)
         if data[:3] == _GZIP:
-            data = zlib.decompress(data, 31)  # zlib, not gzip: one module fewer to import
+            # zlib, not gzip: one module fewer to import. At most one byte past the limit is made.
+            inflater = zlib.decompressobj(31)
+            data = inflater.decompress(data, MAX_RECORD + 1)
+            if len(data) > MAX_RECORD:
+                raise ExternalError(f"helm release record {name}: decompresses to more than "
+                                    f"{MAX_RECORD // 1048576} MiB; refused (a decompression bomb?)")
+            if not inflater.eof:
+                raise ValueError("incomplete or truncated gzip stream")
         return json.loads(data)
     except (ValueError, zlib.error) as exc:
-        name = (item.get("metadata") or {}).get("name", "?")
         raise ExternalError(f"helm release record {name}: cannot decode it ({exc})") from None
 
 

@@ -24,8 +24,24 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 TEMPLATE_FIELDS = ("name", "namespace", "project_name", "base_domain", "tag")
 
 
+# Read by this tool alone: init writes the key, kubeconfig and docker config into files, the
+# passwords go over HTTP or on helm's stdin. No child needs them, so no child gets them: helm,
+# kubectl, exec plugins and credential helpers run third-party code, and a child's environment
+# is readable in /proc by its user and often ends up in their debug output.
+_WITHHELD = frozenset({"SSH_PRIVATE_KEY", "KUBECONFIG_CONTENT", "DOCKER_CONFIG_JSON"})
+
+
 def is_secret(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
+
+
+def is_withheld(name: str) -> bool:
+    """Whether a variable stays out of every child's environment (the list above, any *_PASSWORD).
+
+    Not every secret-looking name: cloud credentials such as AWS_SECRET_ACCESS_KEY are what a
+    kubeconfig exec plugin needs to run.
+    """
+    return name in _WITHHELD or name.endswith("_PASSWORD")
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -90,6 +106,10 @@ class Settings:
     def text(self, name: str, default: str = "") -> str:
         return self._values.get(name, default).strip()
 
+    def raw(self, name: str, default: str = "") -> str:
+        """A value as given, not stripped (a password may begin or end with a space)."""
+        return self._values.get(name, default)
+
     def flag(self, name: str, default: bool = False) -> bool:
         raw = self.text(name, "true" if default else "false").lower()
         if raw in TRUE_WORDS:
@@ -118,9 +138,15 @@ class Settings:
     def environ(self) -> dict[str, str]:
         """The environment for child processes: the process environment plus file settings.
 
-        In the /utils bundle, without the bundle's own loader and PyInstaller variables.
+        Without the variables only this tool reads (is_withheld: the SSH key, the kubeconfig and
+        docker config contents, every *_PASSWORD); in the /utils bundle, also without the
+        bundle's own loader and PyInstaller variables. Read those through text() or raw().
         """
-        return child_environ(self._values)
+        return {k: v for k, v in child_environ(self._values).items() if not is_withheld(k)}
+
+    def secret_values(self) -> list[str]:
+        """Every non-empty value of a secret-named setting, withheld ones included (for redaction)."""
+        return [v for k, v in self._values.items() if v and is_secret(k)]
 
     # -- tools
     @property

@@ -282,6 +282,18 @@ def test_a_repo_url_with_credentials_is_refused(home: Path, chart_repo: str) -> 
     assert not (home / ".config" / "helm" / "repositories.yaml").exists()
 
 
+@pytest.mark.parametrize("suffix", ["/?token=hunter2-secret", "?token=hunter2-secret",
+                                    "/#hunter2-secret", "/index.yaml?"])
+def test_a_repo_url_with_a_query_or_a_fragment_is_refused(home: Path, chart_repo: str,
+                                                          suffix: str) -> None:
+    result = run_script("init", env=clean_env(home, CHART_REPO_URL=chart_repo + suffix))
+    assert result.returncode == 78, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: CHART_REPO_URL:") and "query or a fragment" in error, error
+    assert "hunter2-secret" not in result.stderr
+    assert not (home / ".config" / "helm" / "repositories.yaml").exists()
+
+
 @pytest.mark.parametrize("chart,name,expected", [
     ("charts/example", "", "octopod"),  # the bundled local chart: no repo in its name
     ("stable/app", "", "stable"),

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
 
 from octopod_control.args import build_deployment
-from octopod_control.errors import ConfigError
+from octopod_control.errors import EXIT_USAGE, ConfigError, UsageError
 from octopod_control.values import build_values, dump_values, helm_typed
 
 KEYS = {"TAG_KEY": "app.tag", "PROJECT_NAME_KEY": "global.project-name",
@@ -69,8 +70,6 @@ TYPING_CORPUS = ["true", "false", "TRUE", "False", "null", "Null", "0", "-0", "+
 
 def test_typing_matches_real_helm_set(tmp_path):
     """Our typing against helm's own: one `helm template --set vN=...` renders every value's JSON."""
-    import subprocess
-
     from tests.conftest import tool
 
     chart = tmp_path / "chart"
@@ -87,3 +86,121 @@ def test_typing_matches_real_helm_set(tmp_path):
     for i, value in enumerate(TYPING_CORPUS):
         assert rendered[f"v{i}"] == helm_typed(value), (value, rendered[f"v{i}"])
         assert type(rendered[f"v{i}"]) is type(helm_typed(value)), value
+
+
+# -- what overrides may not do: touch the platform's paths, or carry templates --------------
+
+def refused(protected=(), prefix="", allow_templates=False, **flags):
+    d = build_deployment({"NAMESPACE": "n"}, name="x", **flags)
+    with pytest.raises(UsageError) as caught:
+        build_values(d, {**KEYS, "DEPLOYMENT_OVERRIDE_PREFIX": prefix}, list(protected), allow_templates)
+    assert caught.value.exit_code == EXIT_USAGE == 64 and "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+PLATFORM = "serviceAccount.name image.repository ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/auth-url"
+
+
+@pytest.mark.parametrize("override, prefix, message", [
+    ("app.tag=evil", "", "--deployment-override app.tag: sets app.tag, which is protected (TAG_KEY)"),
+    ("app.tag.x=1", "", "--deployment-override app.tag.x: lies under app.tag, which is protected (TAG_KEY)"),
+    ("app=1", "", "--deployment-override app: would replace app.tag, which is protected (TAG_KEY)"),
+    ("global=1", "", "--deployment-override global: would replace global.project-name, which is "
+                     "protected (PROJECT_NAME_KEY)"),
+    ("global.base-domain=evil.com", "", "--deployment-override global.base-domain: sets "
+                                        "global.base-domain, which is protected (BASE_DOMAIN_KEY)"),
+    ("app.env.DB_URL=x", "", "--deployment-override app.env.DB_URL: lies under app.env, which is "
+                             "protected (APP_ENV_PREFIX)"),
+    ("serviceAccount.name=admin", "", "--deployment-override serviceAccount.name: sets "
+                                      "serviceAccount.name, which is protected (PROTECTED_VALUES)"),
+    ("serviceAccount=x", "", "--deployment-override serviceAccount: would replace serviceAccount.name, "
+                             "which is protected (PROTECTED_VALUES)"),
+    ("image.repository.x=1", "", "lies under image.repository, which is protected (PROTECTED_VALUES)"),
+    ("ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/auth-url=x", "",
+     "sets ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/auth-url, which is protected"),
+    ("ingress.annotations=x", "", "would replace ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/auth-url"),
+    # Overrides land under the prefix: the protected paths are from the root.
+    ("env.X=1", "app", "--deployment-override env.X (at app.env.X, under DEPLOYMENT_OVERRIDE_PREFIX): "
+                       "lies under app.env, which is protected (APP_ENV_PREFIX)"),
+    ("tag=v9", "app", "--deployment-override tag (at app.tag, under DEPLOYMENT_OVERRIDE_PREFIX): sets "
+                      "app.tag, which is protected (TAG_KEY)"),
+    ("name=x", "serviceAccount", "(at serviceAccount.name, under DEPLOYMENT_OVERRIDE_PREFIX): sets"),
+])
+def test_an_override_of_a_protected_path_is_refused(override, prefix, message):
+    assert message in refused(PLATFORM.split(), prefix, deployment_override=[override])
+
+
+@pytest.mark.parametrize("override, prefix", [
+    ("app.replicas=2", ""), ("app.tagged=1", ""), ("application.tag=1", ""), ("global.other=x", ""),
+    ("serviceAccount.create=true", ""), ("image.tag=v1", ""), ("image.pullPolicy=Always", ""),
+    ("ingress.annotations.other=x", ""), ("app.tag=1", "chart"), ("replicas=2", "app"),
+])
+def test_an_override_beside_the_protected_paths_is_applied(override, prefix):
+    d = build_deployment({"NAMESPACE": "n"}, name="x", deployment_override=[override])
+    tree = build_values(d, {**KEYS, "DEPLOYMENT_OVERRIDE_PREFIX": prefix}, PLATFORM.split())
+    assert tree  # built, the override in it
+
+
+def test_a_refusal_never_shows_the_value():
+    secret = "hunter2-{{ .Secret }}"
+    for flags in ({"deployment_override": [f"app.tag={secret}"]},
+                  {"app_env_override": [f"PW={secret}"]}, {"deployment_override": [f"x={secret}"]}):
+        assert secret not in refused(**flags) and "hunter2" not in refused(**flags)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"app_env_override": ["GREETING={{ .Release.Name }}"]}, "--app-env-override GREETING: the value holds '{{'"),
+    ({"deployment_override": ["config.banner=hi {{x}}"]}, "--deployment-override config.banner: the value holds '{{'"),
+    ({"deployment_override": ["a={{"]}, "set ALLOW_TEMPLATE_VALUES=true to allow it"),
+])
+def test_a_template_value_is_refused_unless_allowed(flags, message):
+    assert message in refused(**flags)
+    d = build_deployment({"NAMESPACE": "n"}, name="x", **flags)
+    assert build_values(d, dict(KEYS), allow_templates=True)  # allowed: kept as given
+
+
+@pytest.mark.parametrize("value", ["{a: [1]}", "{ {x} }", "}}{", "{", "}}", "${ {x} }", "{\n{"])
+def test_braces_that_are_no_template_pass(value):
+    assert tree(app_env_override=[f"V={value}"])["app"]["env"]["V"] == value
+
+
+def test_a_bad_protected_path_is_a_config_error():
+    d = build_deployment({"NAMESPACE": "n"}, name="x")
+    with pytest.raises(ConfigError, match="PROTECTED_VALUES"):
+        build_values(d, dict(KEYS), ["ok.path", "a..b"])
+
+
+# -- the same through scripts/create: exit 64, one line, and no release ---------------------
+
+def _no_release(octopod_env, namespace):
+    listed = subprocess.run([octopod_env["HELM_BIN"], "list", "-n", namespace, "-q"], env=octopod_env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stderr
+
+
+@pytest.mark.parametrize("extra, env, message", [
+    (["--deployment-override", "app.tag=evil"], {}, "--deployment-override app.tag: sets app.tag"),
+    (["--deployment-override", "serviceAccount=x"], {"PROTECTED_VALUES": "serviceAccount.name image.repository"},
+     "would replace serviceAccount.name, which is protected (PROTECTED_VALUES)"),
+    (["--app-env-override", "X={{ .Release.Name }}"], {}, "--app-env-override X: the value holds '{{'"),
+])
+def test_create_refuses_and_runs_nothing(cluster, scripts, octopod_env, namespace, extra, env, message):
+    if cluster.emulated:
+        cluster.reset_requests()
+    done = scripts("create", "--namespace", namespace, "--name", "guarded", "--tag", "v1", *extra, env=env)
+    assert done.returncode == 64, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    if cluster.emulated:
+        assert [r for r in cluster.requests() if namespace in r[1]] == []  # not even a read
+    _no_release(octopod_env, namespace)
+
+
+def test_create_passes_a_template_value_verbatim_when_allowed(cluster, scripts, octopod_env, namespace):
+    value = "{{ .Release.Name }}"
+    done = scripts("create", "--namespace", namespace, "--name", "templated", "--tag", "v1",
+                   "--app-env-override", f"GREETING={value}",
+                   env={"ALLOW_TEMPLATE_VALUES": "true", "HELM_WAIT": "false"})
+    assert done.returncode == 0, done.stderr
+    out = subprocess.run([octopod_env["HELM_BIN"], "get", "values", "templated", "-n", namespace, "-o", "json"],
+                         env=octopod_env, capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout)["app"]["env"] == {"GREETING": value}

@@ -27,8 +27,9 @@ def tag_check(settings: Settings, deployment: Deployment) -> None:
                             insecure_hosts, parse_images)
 
     images = parse_images(raw)
-    env = settings.environ()
-    from_env = env_credentials(env)  # checked up front: a half-set pair is a config error
+    env = settings.environ()  # a credential helper's: without REGISTRY_PASSWORD
+    # Checked up front: a half-set pair is a config error.
+    from_env = env_credentials({n: settings.raw(n) for n in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD")})
     # The pair belongs to one registry only: sent anywhere else it would leak, and fail there.
     auth_host = config_host(settings.text("REGISTRY_AUTH_HOST")) if settings.text(
         "REGISTRY_AUTH_HOST") else images[0].registry
