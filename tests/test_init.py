@@ -145,7 +145,7 @@ def test_a_malformed_key_is_refused_and_nothing_is_written(
     env = clean_env(home, SSH_PRIVATE_KEY=value, SSH_KNOWN_HOSTS=known_hosts_for(keys["host"]),
                     DOCKER_CONFIG_JSON=DOCKER_JSON)
     result = run_script("init", env=env)
-    assert result.returncode != 0
+    assert result.returncode == 78, result.stderr
     assert result.stderr.startswith("error: SSH_PRIVATE_KEY:") and "Traceback" not in result.stderr
     assert files_under(home) == []
     # Not a line of the value (a public key is one line, and no secret) reaches the output.
@@ -162,7 +162,7 @@ def test_malformed_json_yaml_or_known_hosts_is_refused(
         home: Path, keys: dict[str, Path], variable: str, value: str, message: str) -> None:
     env = clean_env(home, SSH_PRIVATE_KEY=keys["ed25519"].read_text(), **{variable: value})
     result = run_script("init", env=env)
-    assert result.returncode != 0
+    assert result.returncode == 78, result.stderr
     assert result.stderr.startswith(f"error: {variable}:") and message in result.stderr
     assert files_under(home) == []
     assert_no_secret(result, "dXNlcjpzM2NyM3Q=")

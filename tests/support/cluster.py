@@ -63,10 +63,13 @@ class Cluster:
         self._call("DELETE", "/_emu/requests")
 
     @contextlib.contextmanager
-    def fault(self, mode: str, prefix: str = "/", method: str | None = None) -> Iterator[None]:
-        """While the block runs, the API answers 500 (mode "500") or never answers (mode "hang")."""
+    def fault(self, mode: str, prefix: str = "/", method: str | None = None,
+              times: int | None = None) -> Iterator[None]:
+        """While the block runs, the API answers 500 (mode "500") or never answers (mode "hang");
+        with `times`, only the first that many matching requests."""
         self.requires_emulator("fault injection")
-        self._call("POST", "/_emu/fault", {"mode": mode, "prefix": prefix, "method": method})
+        self._call("POST", "/_emu/fault", {"mode": mode, "prefix": prefix, "method": method,
+                                           "times": times})
         try:
             yield
         finally:

@@ -456,7 +456,7 @@ class KubeEmulator:
         self.events: list[tuple[int, str, tuple, dict]] = []
         self.cond = asyncio.Condition()
         self.requests: list[tuple[str, str, int]] = []
-        self.fault: dict | None = None  # test hook: {'mode': '500'|'hang', 'prefix': '/apis', 'method': 'GET'}
+        self.fault: dict | None = None  # test hook: {'mode': '500'|'hang', 'prefix': '/apis', 'method': 'GET', 'times': N}
         self._ip = itertools.count(10)
         ns = self.discovery.res[('', 'v1', 'namespaces')]
         for name in ('default', 'kube-system', 'kube-public', 'kube-node-lease'):
@@ -474,6 +474,10 @@ class KubeEmulator:
             return None
         if f.get('method') and f['method'] != request.method:
             return None
+        if f.get('times') is not None:  # only the first N matching requests, then the fault is gone
+            f['times'] -= 1
+            if f['times'] <= 0:
+                self.fault = None
         if f['mode'] == 'hang':
             await asyncio.sleep(3600)
         return ApiError(500, 'InternalError', 'kube_emu: injected fault').response()
@@ -494,7 +498,8 @@ class KubeEmulator:
             self.requests.append((request.method, str(request.rel_url), 401))
             return ApiError(401, 'Unauthorized', 'Unauthorized').response()
         if request.path == '/_emu/fault':
-            # test hook: POST {"mode": "500"|"hang", "prefix": "/apis", "method": "GET"} injects, DELETE clears
+            # test hook: POST {"mode": "500"|"hang", "prefix": "/apis", "method": "GET", "times": 1}
+            # injects (times: only the first N matching requests), DELETE clears
             self.fault = await request.json() if request.method == 'POST' else None
             return web.json_response(self.fault or {})
         injected = await self._injected_fault(request)
