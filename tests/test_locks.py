@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+import types
 
 import pytest
 
 from octopod_control import locks
 from octopod_control.errors import ExternalError
+from octopod_control.settings import Settings
+from octopod_control.target import Target
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -37,22 +43,60 @@ def test_a_symlinked_directory_is_refused(runtime_dir, tmp_path):
         locks.lock_dir()
 
 
-def test_same_release_waits_other_releases_do_not(runtime_dir):
+# Another run, in its own process: takes the lock, says so on stdout, holds it until told (stdin).
+HOLDER = """
+import sys
+from octopod_control import locks
+from octopod_control.settings import Settings
+from octopod_control.target import Target
+with locks.deployment_lock(Settings({"KUBECONFIG": "kc"}), Target("a", "ns"), timeout=30):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_same_release_waits_other_releases_do_not(runtime_dir, monkeypatch):
+    """Ordered by signals, not sleeps: the holder says when it holds the lock; the waiter's lock
+    loop says when the lock was found taken; only then is the holder told to let go."""
+    refused = threading.Event()
+
+    def sleep(seconds: float) -> None:  # locks' retry pause: reached only after a refused flock
+        refused.set()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(locks, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     order: list[str] = []
-    with locks.release_lock("kc", "a", "ns", timeout=5):
-        with locks.release_lock("kc", "b", "ns", timeout=0.1):  # another release: no wait
+    try:
+        assert holder.stdout.readline() == "held\n", "the holder never took the lock"
+        with locks.deployment_lock(Settings({"KUBECONFIG": "kc"}), Target("b", "ns"), timeout=0.1):  # another release: no wait
             order.append("b")
+        assert not refused.is_set()
         with pytest.raises(ExternalError, match="another run still holds it"):
-            with locks.release_lock("kc", "a", "ns", timeout=0.3):
+            with locks.deployment_lock(Settings({"KUBECONFIG": "kc"}), Target("a", "ns"), timeout=0.3):
                 pass
+        refused.clear()
 
         def second() -> None:
-            with locks.release_lock("kc", "a", "ns", timeout=5):
+            with locks.deployment_lock(Settings({"KUBECONFIG": "kc"}), Target("a", "ns"), timeout=60):
                 order.append("second")
 
-        thread = threading.Thread(target=second)
+        thread = threading.Thread(target=second, daemon=True)
         thread.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while not refused.wait(0.05):  # bounded: until the waiter has found the lock taken
+            assert thread.is_alive(), f"the second run did not wait for the lock: {order}"
+            assert time.monotonic() < deadline, "the second run never tried the lock"
+        assert order == ["b"]  # still waiting
         order.append("first done")
-    thread.join(5)
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        thread.join(60)
+        assert not thread.is_alive(), "the second run never got the lock once it was free"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+    assert holder.returncode == 0
     assert order == ["b", "first done", "second"]

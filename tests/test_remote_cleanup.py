@@ -18,7 +18,8 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import ROOT, run_script
-from tests.support.sshd import Sshd, free_port, keygen
+from tests.support.ports import refused_port
+from tests.support.sshd import Sshd, keygen
 from tests.test_init import clean_env
 
 NAME = "demo-1"
@@ -85,9 +86,10 @@ def test_removes_the_deployments_directory_on_the_host(env: dict[str, str], srv:
 @pytest.mark.parametrize("order", ["unreachable second", "unreachable first"])
 def test_an_unreachable_host_fails_the_run_but_every_host_is_tried(
         env: dict[str, str], srv: Path, sshd: Sshd, order: str) -> None:
-    closed = host(sshd, free_port())
-    hosts = [host(sshd), closed] if order == "unreachable second" else [closed, host(sshd)]
-    result = remote_cleanup({**env, "REMOTE_CLEANUP_HOSTS": ",".join(hosts)})
+    with refused_port() as port:
+        closed = host(sshd, port)
+        hosts = [host(sshd), closed] if order == "unreachable second" else [closed, host(sshd)]
+        result = remote_cleanup({**env, "REMOTE_CLEANUP_HOSTS": ",".join(hosts)})
     assert result.returncode == 1
     assert not (srv / NAME).exists(), "the reachable host was not cleaned"
     error = result.stderr.strip().splitlines()[-1]
@@ -102,23 +104,32 @@ def test_a_host_that_never_answers_is_bounded_by_the_connect_timeout(
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         started = time.monotonic()
-        result = remote_cleanup({**env, "REMOTE_CONNECT_TIMEOUT": "1",
+        # Every other bound far away: only the 1 s connect timeout can end this soon.
+        result = remote_cleanup({**env, "REMOTE_CONNECT_TIMEOUT": "1", "REMOTE_COMMAND_TIMEOUT": "300",
                                  "REMOTE_CLEANUP_HOSTS": f"127.0.0.1:{silent.getsockname()[1]}"})
         elapsed = time.monotonic() - started
     assert result.returncode == 1 and "could not connect" in result.stderr
-    assert elapsed < 10
+    assert elapsed < 15, elapsed  # about 1.2 s; the 1 s timeout plus a loaded machine's slack
     assert (srv / NAME).exists()
 
 
 def test_a_hanging_command_is_bounded_and_the_next_command_still_runs(
         env: dict[str, str], tmp_path: Path) -> None:
-    marker = tmp_path / "after"
-    commands = f"sleep 30\ntouch {shlex.quote(str(marker))}"
-    started = time.monotonic()
-    result = remote_cleanup({**env, "REMOTE_COMMAND_TIMEOUT": "1", "REMOTE_CLEANUP_COMMANDS": commands})
-    assert time.monotonic() - started < 15
+    marker, stop = tmp_path / "after", tmp_path / "stop"
+    # Hangs until the test ends (the remote side is not killed when we give up on it; this way it
+    # does not outlive the test), so only REMOTE_COMMAND_TIMEOUT can end it.
+    hang = tmp_path / "hang.sh"
+    hang.write_text(f"until [ -e {shlex.quote(str(stop))} ]; do sleep 0.1; done\n")
+    commands = f"sh {hang}\ntouch {shlex.quote(str(marker))}"
+    try:
+        started = time.monotonic()
+        result = remote_cleanup({**env, "REMOTE_COMMAND_TIMEOUT": "1", "REMOTE_CLEANUP_COMMANDS": commands})
+        elapsed = time.monotonic() - started
+    finally:
+        stop.touch()
+    assert elapsed < 20, elapsed  # about 1.4 s: the 1 s timeout plus slack; without it, forever
     assert result.returncode == 1
-    assert "`sleep 30` timed out after 1s" in result.stderr
+    assert f"`sh {hang}` timed out after 1s" in result.stderr
     assert marker.exists()
 
 

@@ -16,6 +16,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -43,12 +44,6 @@ USER, PASSWORD = "octo", "s3cret-Pa55word-never-printed"
 SERVICE, ISSUER = "test-registry", "test-issuer"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- the registry process ------------------------------------------------------------------
 
 @dataclass
@@ -61,15 +56,20 @@ class Registry:
         processes.stop(self.proc)
 
 
+# distribution logs the address it bound (Go's listener address: the real port for `:0`) at info.
+LISTENING = re.compile(rb'msg="listening on (127\.0\.0\.1:\d+)"')
+
+
 def start_registry(workdir: Path, storage: Path, auth: dict | None = None) -> Registry:
-    """`docker-registry serve` on a free 127.0.0.1 port; returns once it answers /v2/."""
+    """`docker-registry serve` on 127.0.0.1 port 0 (the kernel picks a free port; no probe and
+    race): the port it got is read from its log. Returns once it answers /v2/."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     config = {
         "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
+        # info, for the "listening on" line; the access log stays off.
+        "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
+        "http": {"addr": "127.0.0.1:0", "secret": uuid.uuid4().hex},
     }
     if auth:
         config["auth"] = auth
@@ -77,24 +77,31 @@ def start_registry(workdir: Path, storage: Path, auth: dict | None = None) -> Re
     path.write_text(json.dumps(config))  # JSON is YAML
     # A clean environment: distribution reads REGISTRY_* variables as configuration overrides.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir)}
-    log = open(workdir / "registry.log", "wb")
+    log_path = workdir / "registry.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(["docker-registry", "serve", str(path)], stdout=log, stderr=log,
                             env=env, cwd=workdir)
     log.close()
-    registry = Registry(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", proc)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
+    deadline = time.monotonic() + 60
+    registry: Registry | None = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        if registry is None:
+            found = LISTENING.search(log_path.read_bytes())
+            if found:
+                host = found.group(1).decode()
+                registry = Registry(f"http://{host}", host, proc)
+            else:
+                time.sleep(0.02)
+                continue
         try:
-            urllib.request.urlopen(registry.url + "/v2/", timeout=1).close()
+            urllib.request.urlopen(registry.url + "/v2/", timeout=5).close()
             return registry
         except urllib.error.HTTPError:
             return registry  # 401: up, and asking for auth
         except OSError:
             time.sleep(0.05)
-    registry.stop()
-    raise RuntimeError(f"docker-registry did not start: {(workdir / 'registry.log').read_text()[-2000:]}")
+    processes.stop(proc)
+    raise RuntimeError(f"docker-registry did not start: {log_path.read_text()[-2000:]}")
 
 
 def htpasswd_file(path: Path, user: str = USER, password: str = PASSWORD) -> Path:
@@ -220,6 +227,7 @@ class TokenServer:
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
+        # Since the server started: the module's tests share it, so a test asserts on `watch()`.
         self.requests: list[tuple[str, str]] = []  # (method, path) of every call
         self.with_credentials: list[bool] = []  # per GET: did the caller send credentials?
         server = self
@@ -264,6 +272,10 @@ class TokenServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
+    def watch(self) -> "TokenServerView":
+        """What this server receives from now on (and nothing another test caused before)."""
+        return TokenServerView(self, len(self.requests), len(self.with_credentials))
+
     @staticmethod
     def _basic_user(header: str) -> str | None | bool:
         if not header.startswith("Basic "):
@@ -288,6 +300,22 @@ class TokenServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@dataclass
+class TokenServerView:
+    """One test's view of a shared TokenServer: the requests since `TokenServer.watch()`."""
+    server: TokenServer
+    first_request: int
+    first_get: int
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        return self.server.requests[self.first_request:]
+
+    @property
+    def with_credentials(self) -> list[bool]:
+        return self.server.with_credentials[self.first_get:]
 
 
 def _query(text: str) -> list[tuple[str, str]]:
