@@ -39,7 +39,14 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 @pytest.fixture(params=sorted(HELMS))
 def helm_bin(request) -> str:
+    """Each end-to-end test runs once with each helm (`[helm3]`, `[helm4]`)."""
     return tool(request.param)
+
+
+# For a test whose scripts never run helm (argv validation, check, unusable kubeconfigs): it
+# runs once, with a HELM_BIN that cannot start, instead of once per helm for nothing.
+NO_HELM = "/nonexistent/helm-must-not-run"
+without_helm = pytest.mark.parametrize("helm_bin", [NO_HELM], ids=["no-helm"])
 
 
 @pytest.fixture
