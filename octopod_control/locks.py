@@ -1,7 +1,8 @@
-"""Per-release locks, so two runs for the same deployment on one host take turns.
+"""The per-deployment lock, so two runs for the same deployment on one host take turns.
 
-Runs for different deployments use different lock files and never wait on each
-other. The locks live in a private per-user directory that we verify is ours
+One API, `deployment_lock(settings, target)`: create, archive and cleanup hold it (a
+restore runs inside create's). Runs for different deployments use different lock files
+and never wait on each other. The locks live in a private per-user directory that we verify is ours
 (owner, not a symlink; mode tightened to 0700) before trusting it: another local user must not
 be able to hold our locks or plant links in their place.
 """
@@ -50,8 +51,25 @@ def lock_dir() -> Path:
     return _private_dir(runtime_dir() / "locks")
 
 
+def deployment_lock(settings: "Settings", target: "Target",
+                    timeout: float | None = None) -> contextlib.AbstractContextManager:
+    """The lock on one release of one cluster; ExternalError when another run keeps it too long.
+
+    By default it waits as long as a create may hold it: an upgrade, a pending-release
+    recovery and a second upgrade, each helm's HELM_TIMEOUT plus its grace. A run with a
+    deadline of its own (cleanup's CLEANUP_TIMEOUT) passes what is left of it instead.
+    """
+    if timeout is None:
+        from .helm import process_timeout
+
+        timeout = 2 * process_timeout(settings.helm_timeout)
+    kubeconfig = settings.text("KUBECONFIG")  # which cluster: a kubeconfig's path, or the pod's own
+    scope = f"kubeconfig:{kubeconfig}" if kubeconfig else "in-cluster"
+    return _exclusive(scope, target.release, target.namespace, timeout)
+
+
 @contextlib.contextmanager
-def release_lock(scope: str, release: str, namespace: str, timeout: float) -> Iterator[None]:
+def _exclusive(scope: str, release: str, namespace: str, timeout: float) -> Iterator[None]:
     """Hold an exclusive lock on (scope, namespace, release) or fail after timeout seconds."""
     digest = hashlib.sha256(f"{scope}\0{namespace}\0{release}".encode()).hexdigest()[:24]
     path = lock_dir() / f"{namespace}.{release}.{digest}.lock"
@@ -72,8 +90,3 @@ def release_lock(scope: str, release: str, namespace: str, timeout: float) -> It
     finally:
         os.close(fd)
 
-
-def deployment_lock(settings: "Settings", target: "Target", timeout: float) -> contextlib.AbstractContextManager:
-    """The lock create, archive and cleanup share for one release of one cluster."""
-    scope = settings.text("KUBECONFIG") or "in-cluster"
-    return release_lock(scope, target.release, target.namespace, timeout)

@@ -6,15 +6,12 @@ many workloads the release has (check's cost budget depends on it).
 """
 from __future__ import annotations
 
+from .kinds import KINDS
+from .kinds.pods import selected
 from .kube import KubeClient, belongs_to_release
-from .ownership import helm_made
 
-PATHS = {
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
-    "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets",
-    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
-    "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs",
+# The API paths of the kinds besides the workloads (whose paths are in their kinds/ modules).
+OTHER_PATHS = {
     "Pod": "/api/v1/namespaces/{ns}/pods",
     "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
     "Secret": "/api/v1/namespaces/{ns}/secrets",
@@ -25,6 +22,7 @@ PATHS = {
     "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
     "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
 }
+PATHS = {**{kind.name: kind.path for kind in KINDS}, **OTHER_PATHS}
 
 
 def release_objects(client: KubeClient, namespace: str, release: str, kind: str,
@@ -38,20 +36,15 @@ def release_objects(client: KubeClient, namespace: str, release: str, kind: str,
     return [item for item in items if belongs_to_release(item, release)]
 
 
-def helm_objects(client: KubeClient, namespace: str, release: str, kind: str) -> list[dict]:
+def helm_objects(client: KubeClient, namespace: str, release: str, kind: str,
+                 label_selector: str | None = None) -> list[dict]:
     """Objects of one kind that helm manages for exactly this release: what archive, restore
-    and cleanup may change (a label is not proof of ownership; helm's two annotations are)."""
-    items = client.list(PATHS[kind].format(ns=namespace))
+    and cleanup may change (a label is not proof of ownership; helm's two annotations are).
+    A label_selector narrows the LIST on the server (e.g. owner!=helm: not helm's records)."""
+    from .ownership import helm_made  # here: check lists by labels and does without it
+
+    items = client.list(PATHS[kind].format(ns=namespace), label_selector=label_selector)
     return [item for item in items if helm_made(item, release, namespace)]
-
-
-def pods_of(workload: dict, pods: list[dict]) -> list[dict]:
-    """Pods a workload's selector (matchLabels) picks out of the given list."""
-    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    if not selector:
-        return []
-    return [p for p in pods
-            if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items())]
 
 
 def is_helm_record(obj: dict) -> bool:
@@ -59,7 +52,10 @@ def is_helm_record(obj: dict) -> bool:
     return ((obj.get("metadata") or {}).get("labels") or {}).get("owner") == "helm"
 
 
-def release_pods(pods: list[dict], release: str, workloads: list[dict]) -> list[dict]:
-    """Pods of the release: labelled/annotated with it, or picked by one of its workloads."""
-    picked = {id(p) for w in workloads for p in pods_of(w, pods)}
-    return [p for p in pods if id(p) in picked or belongs_to_release(p, release)]
+def release_pods(pods: list[dict], release: str, namespace: str, workloads: list[dict]) -> list[dict]:
+    """Pods of the release: picked by one of its workloads' selectors, or made by helm for it.
+    Not by a label alone: another team's Pod may carry app.kubernetes.io/instance=<release>."""
+    from .ownership import helm_made
+
+    picked = {id(p) for w in workloads for p in selected(w, pods)}
+    return [p for p in pods if id(p) in picked or helm_made(p, release, namespace)]

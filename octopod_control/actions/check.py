@@ -6,7 +6,8 @@ the wrong tag is what the operator must see); else 0 when every workload is
 ready, 2 when some are only partly available, 1 for anything else (nothing
 available, a failed Job, the release missing, the API unreachable or slow).
 
-Requests: one LIST of the release records; per workload kind the release's
+Each kind's rule is in its module under kinds/; check judges kinds.JUDGED.
+Requests: one LIST of the release records; per judged kind the release's
 manifest holds (all four when it cannot be read), one LIST narrowed by the
 conventional app.kubernetes.io/instance label, and a LIST of the whole kind only
 when that misses a declared workload; one LIST of Pods only when something is
@@ -15,25 +16,20 @@ unhealthy, to say why. At most 10, whatever the release's size.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from .. import manifest
 from ..args import Deployment, split_path
 from ..errors import EXIT_FAILURE, EXIT_PARTIAL, EXIT_TAG_MISMATCH, ConfigError, ExternalError, UsageError
+from ..kinds import FAILED, JUDGED, PARTIAL, Kind, Verdict
+from ..kinds.pods import summarize
 from ..kube import KubeClient, client_for
-from ..readiness import FAILED, PARTIAL, Verdict, daemonset, deployment, job, pods, statefulset
-from ..release_record import current_and_deployed, manifest_objects, release_value
+from ..release_record import current_and_deployed, release_value
 from ..settings import Settings
 from ..target import Target, resolve_target
-from ..workloads import PATHS, pods_of, release_objects
+from ..workloads import PATHS, release_objects
 
-JUDGES: dict[str, Callable[[Mapping[str, Any]], Verdict]] = {
-    "Deployment": deployment.verdict,
-    "StatefulSet": statefulset.verdict,
-    "DaemonSet": daemonset.verdict,
-    "Job": job.verdict,
-}
-# Kinds the cluster deletes on its own once they have done their work (Job TTL).
-GARBAGE_COLLECTED = ("Job",)
+Declared = list[tuple[str, str | None, str | None]]  # (kind, name, namespace) from the manifest
 
 
 def check(settings: Settings, deployment: Deployment, tag: str) -> int:
@@ -77,7 +73,7 @@ def exit_code(verdicts: list[Verdict]) -> int:
 
 def _tag_path(settings: Settings) -> tuple[str, ...]:
     try:
-        return split_path("TAG_KEY", settings.text("TAG_KEY") or "app.tag")
+        return split_path("TAG_KEY", settings.text("TAG_KEY"))
     except UsageError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -88,24 +84,23 @@ def _say(line: str) -> None:
 
 def workload_verdicts(client: KubeClient, target: Target, record: dict) -> list[Verdict]:
     """A verdict for each workload of the release, with pod reasons on the unhealthy ones."""
-    declared = manifest_objects(record.get("manifest") or "")
+    declared = manifest.objects(record.get("manifest"))
     # A manifest we cannot read (none, or JSON documents) must not hide workloads: list every kind.
-    kinds = [k for k in JUDGES if any(d[0] == k for d in declared)] if declared else list(JUDGES)
-    found: list[tuple[dict, Verdict]] = []
+    kinds = [k for k in JUDGED if any(d[0] == k.name for d in declared)] if declared else JUDGED
+    found: list[tuple[Kind, dict, Verdict]] = []
     for kind in kinds:
-        for obj in _release_workloads(client, target, kind, declared):
+        for obj in _release_workloads(client, target, kind.name, declared):
             if not _is_hook(obj):
-                found.append((obj, JUDGES[kind](obj)))
-    unhealthy = [(obj, v) for obj, v in found if not v.ready]
+                found.append((kind, obj, kind.verdict(obj)))
+    unhealthy = [(kind, obj, v) for kind, obj, v in found if not v.ready]
     if unhealthy:
         all_pods = client.list(PATHS["Pod"].format(ns=target.namespace))
-        for obj, verdict in unhealthy:
-            verdict.reasons += pods.summarize(_pods_for(obj, verdict.kind, all_pods))
-    return [v for _, v in found] + _missing(declared, found, target.namespace)
+        for kind, obj, verdict in unhealthy:
+            verdict.reasons += summarize(kind.pods(obj, all_pods))
+    return [v for _, _, v in found] + _missing(declared, found, target.namespace)
 
 
-def _release_workloads(client: KubeClient, target: Target, kind: str,
-                       declared: list[tuple[str, str | None, str | None]]) -> list[dict]:
+def _release_workloads(client: KubeClient, target: Target, kind: str, declared: Declared) -> list[dict]:
     """The release's objects of a kind. Charts label them app.kubernetes.io/instance=<release>
     by convention, and a LIST by that label stays small in a namespace many stagings share;
     the whole kind is listed only when that misses a workload the manifest declares."""
@@ -123,24 +118,16 @@ def _is_hook(obj: Mapping[str, Any]) -> bool:
     return "helm.sh/hook" in ((obj.get("metadata") or {}).get("annotations") or {})
 
 
-def _pods_for(obj: dict, kind: str, all_pods: list[dict]) -> list[dict]:
-    matched = pods_of(obj, all_pods)
-    if matched or kind != "Job":
-        return matched
-    name = (obj.get("metadata") or {}).get("name")  # a Job's generated selector may be absent
-    return [p for p in all_pods if ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == name]
-
-
-def _missing(declared: list[tuple[str, str | None, str | None]], found: list[tuple[dict, Verdict]],
-             namespace: str) -> list[Verdict]:
+def _missing(declared: Declared, found: list[tuple[Kind, dict, Verdict]], namespace: str) -> list[Verdict]:
     """Workloads the release's manifest declares in this namespace that the cluster lacks.
 
-    A Job is not among them: one that finished is deleted by its ttlSecondsAfterFinished
-    (or by hand) while the release still declares it; it ran, and a failed one is judged
-    while it exists. A missing Deployment, StatefulSet or DaemonSet runs nothing.
+    A missing Deployment, StatefulSet or DaemonSet runs nothing. A kind that may vanish is
+    not among them: a Job that finished is deleted by its ttlSecondsAfterFinished (or by
+    hand) while the release still declares it; it ran, and a failed one is judged while it
+    exists.
     """
-    present = {(v.kind, v.name) for _, v in found}
+    present = {(v.kind, v.name) for _, _, v in found}
+    missing = {k.name for k in JUDGED if not k.may_vanish}
     return [Verdict(kind, name, FAILED, "", ["in the release but not in the cluster"])
             for kind, name, ns in declared
-            if kind in JUDGES and kind not in GARBAGE_COLLECTED and name and ns in (None, namespace)
-            and (kind, name) not in present]
+            if kind in missing and name and ns in (None, namespace) and (kind, name) not in present]

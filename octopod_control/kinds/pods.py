@@ -1,4 +1,5 @@
-"""Why a workload's Pods are not ready, read from their status (kubedog's pod tracker reasons).
+"""A workload's Pods: which are its own (`selected`), and why they are not ready, read from
+their status (kubedog's pod tracker reasons).
 
 Reported: ImagePullBackOff / ErrImagePull (with the image), CrashLoopBackOff
 (restarts, last exit code), CreateContainerConfigError and other waiting
@@ -84,6 +85,15 @@ def pod_reasons(pod: Mapping[str, Any]) -> list[str]:
     if not out and phase == "Pending":
         out.append("pending")
     return out
+
+
+def selected(workload: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list:
+    """Pods a workload's selector (matchLabels) picks out of the given list; none without one."""
+    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not selector:
+        return []
+    return [p for p in pods
+            if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items())]
 
 
 def summarize(pods: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -1,8 +1,9 @@
-"""Readiness verdicts, one small module a kind, each a pure function of the object as read.
+"""Readiness verdicts: the `Verdict` each kind's `verdict(obj)` returns, and the helpers they share.
 
 Rules are at least as strict as werf/kubedog's trackers (pkg/tracker/<kind>/):
 a verdict says ready, partial (some pods available, not all) or failed, with
-the counts and reasons a person needs to see why.
+the counts and reasons a person needs to see why. Each rule is a pure function
+of the object as read, in its kind's module.
 """
 from __future__ import annotations
 

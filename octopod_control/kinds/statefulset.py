@@ -1,16 +1,24 @@
-"""StatefulSet: ready when the controller has observed the latest spec,
+"""StatefulSet.
+
+Readiness: ready when the controller has observed the latest spec,
 readyReplicas >= spec.replicas and, under RollingUpdate, the update revision is
 rolled out: with a partition P, updatedReplicas >= replicas - P; without one,
 currentRevision = updateRevision (kubedog's StatefulSetComplete). OnDelete
 needs no rollout check (a person replaces the pods).
+
+Archive scales it to 0, recording the replicas (its volumes stay); restore brings
+them back where the chart does not set them (archived.py); archive_check wants 0.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from . import Verdict, judge, observed, parts
+from . import archived
+from .base import Kind
+from .pods import selected
+from .readiness import Verdict, judge, observed, parts
 
-KIND = "StatefulSet"
+NAME = "StatefulSet"
 
 
 def rolled_out(spec: Mapping[str, Any], status: Mapping[str, Any], want: int) -> bool:
@@ -38,4 +46,8 @@ def verdict(obj: Mapping[str, Any]) -> Verdict:
         reasons.append(f"rolling update in progress: {status.get('updatedReplicas') or 0} updated "
                        f"to revision {status.get('updateRevision', '?')}")
     ready = seen and ready_count >= want and rolled
-    return judge(KIND, obj, ready, available, f"{ready_count}/{want} ready", reasons)
+    return judge(NAME, obj, ready, available, f"{ready_count}/{want} ready", reasons)
+
+
+KIND = Kind(NAME, "/apis/apps/v1/namespaces/{ns}/statefulsets", verdict=verdict, pods=selected,
+            **archived.stopped_by_scaling(NAME))

@@ -1,18 +1,25 @@
-"""Deployment: ready when the controller has observed the latest spec and
-updated = replicas = available = spec.replicas (0 replicas is ready).
+"""Deployment.
 
+Readiness: ready when the controller has observed the latest spec and
+updated = replicas = available = spec.replicas (0 replicas is ready).
 As kubedog (and kubectl rollout status): old replicas pending termination or
 updated ones not yet available mean the rollout is not done; a Progressing
 condition with ProgressDeadlineExceeded and a ReplicaFailure condition are
 reported as reasons.
+
+Archive scales it to 0, recording the replicas; restore brings them back where
+the chart does not set them (archived.py); archive_check wants 0 replicas.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from . import Verdict, condition, judge, observed, parts
+from . import archived
+from .base import Kind
+from .pods import selected
+from .readiness import Verdict, condition, judge, observed, parts
 
-KIND = "Deployment"
+NAME = "Deployment"
 
 
 def verdict(obj: Mapping[str, Any]) -> Verdict:
@@ -34,5 +41,9 @@ def verdict(obj: Mapping[str, Any]) -> Verdict:
     failure = condition(status, "ReplicaFailure") or {}
     if failure.get("status") == "True":
         reasons.append(f"replica failure: {failure.get('message') or failure.get('reason', '')}".strip())
-    return judge(KIND, obj, ready, available,
+    return judge(NAME, obj, ready, available,
                  f"{available}/{want} available, {updated} updated", reasons)
+
+
+KIND = Kind(NAME, "/apis/apps/v1/namespaces/{ns}/deployments", verdict=verdict, pods=selected,
+            **archived.stopped_by_scaling(NAME))
