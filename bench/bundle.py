@@ -18,14 +18,13 @@ from pathlib import Path
 
 from common import ROOT, compare, report, timed
 
-from octopod_control import bundle
-from tests.support.cluster import start_emulator
+from octopod_control.tasks import ns as product
+from octopod_dev import bundle
+from octopod_dev.emulator import start_emulator
 
 
 def operations() -> list[str]:
-    import tasks
-
-    return [op for op in ("check", "info") if op in tasks.ns.task_names]
+    return [op for op in ("check", "info") if op in product.task_names]
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def report(title: str, medians: dict[str, float], baseline: str, rounds: int) ->
 @contextlib.contextmanager
 def emulated_cluster(**settings: str) -> Iterator[tuple[Path, Any, dict[str, str]]]:
     """A work dir, an auto-ready API emulator with namespace `bench`, and the scripts' environment."""
-    from tests.support.cluster import start_emulator
+    from octopod_dev.emulator import start_emulator
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

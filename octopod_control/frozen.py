@@ -1,7 +1,8 @@
 """Entry point of the bundled executable (dist/utils/octopod-control), and its hygiene.
 
-The bundle runs the same `OctopodProgram` over the same `tasks.ns` as scripts/,
-with the task name as the first argument (`octopod-control check --name x ...`).
+The bundle boots as scripts/ do, through `program.main` (`OctopodProgram` over
+`octopod_control.tasks.ns`), with the task name as the first argument
+(`octopod-control check --name x ...`); `main` here only cleans the environment first.
 Inside Octopod's image there is no Python, no FHS loader, maybe no writable /tmp
 and no /etc/passwd entry for uid 1000; this module makes the frozen program
 indifferent to all of that, and keeps the bundle's own plumbing (loader paths,
@@ -97,9 +98,6 @@ def prepare() -> None:
 
 def main() -> None:
     prepare()
-    import tasks  # bundled as a module: the same collection scripts/ runs
+    from .program import main as run
 
-    from octopod_control.program import OctopodProgram
-
-    OctopodProgram(name="Octopod control scripts", binary="octopod-control",
-                   namespace=tasks.ns).run(sys.argv)
+    run()

@@ -1,8 +1,13 @@
-"""The Invoke program the scripts/ wrappers run, and the task decorator every task uses.
+"""The Invoke program every script runs, the one way it boots, and the task decorator.
 
 Invoke's own CLI reports parse errors with exit 1 and runs several tasks named
 in one argv; Octopod's scripts must answer bad input with exit 64 and take
-exactly one operation's flags, so the wrappers go through `OctopodProgram`.
+exactly one operation's flags, so they go through `OctopodProgram`.
+
+One boot for both homes: `main()` runs `OctopodProgram` over `octopod_control.tasks.ns`,
+given explicitly (Invoke's "bundled namespace": no tasks file is looked for, no
+`--search-root`). scripts/* reach it as `python -P -m octopod_control <task>` (__main__.py),
+the bundle's octopod-control through `frozen.main`, which cleans the environment first.
 """
 from __future__ import annotations
 
@@ -105,4 +110,6 @@ class OctopodProgram(Program):
 
 
 def main() -> None:
-    OctopodProgram(name="Octopod control scripts", binary="octopod-control").run(sys.argv)
+    from .tasks import ns  # here: tasks.py imports octopod_task from this module
+
+    OctopodProgram(name="Octopod control scripts", binary="octopod-control", namespace=ns).run(sys.argv)

@@ -1,8 +1,8 @@
 """OCI registry access for tag_check: image references, credentials, one manifest HEAD.
 
-Light on imports (stdlib http.client; ssl only for https; a credential helper
-is spawned only when a registry asks for credentials) because tag_check's
-latency is what the Octopod user waits for. Cost per image: HEAD, then on a 401
+Light on imports (HTTP through http1, the client check uses; ssl only for https; a
+credential helper is spawned only when a registry asks for credentials) because
+tag_check's latency is what the Octopod user waits for. Cost per image: HEAD, then on a 401
 either a Basic retry (2 round trips) or a token fetch and a retry (3). Later
 images of the same registry reuse the challenge, the connection and the tokens.
 No message ever holds a password, token or Authorization header.
@@ -10,17 +10,15 @@ No message ever holds a password, token or Authorization header.
 Tokens and credentials stay with the registry they are for. A token is cached
 per registry host (and realm, service, scope, credential source), so a registry
 that names another registry's realm and service never receives a token fetched
-for the other. Credentials go to a token realm only on the registry's own domain
-(`realm_trusted`): its host, its parent domain, or a sibling under the same
-parent (registry-1.docker.io and auth.docker.io share docker.io); any other
-realm is asked for an anonymous token, since a registry could otherwise send
-our credentials for it to any server it names.
+for the other. Credentials go to a token realm only on the registry's own host, the
+realm its operator publishes (Docker Hub's auth.docker.io, gitlab.com) or one
+REGISTRY_TOKEN_REALMS lists (`realm_trusted`); any other realm is asked for an
+anonymous token, since a registry could otherwise send our credentials for it to
+any server it names.
 """
 from __future__ import annotations
 
 import base64
-import http.client
-import ipaddress
 import json
 import os
 import re
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import SplitResult, urlencode, urlsplit
 
+from . import http1
 from .deadline import Deadline
 from .errors import ConfigError, ExternalError, OctopodError
 from .log import warn
@@ -54,11 +53,6 @@ _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # distributio
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"
                    r"(?::[0-9]{1,5})?")
 _MAX_BODY = 1 << 20
-# Second-level labels under which a country code TLD sells names (co.uk, com.au, ac.jp): such a
-# pair is a public suffix, not a domain one owner holds. A heuristic, not the Public Suffix List.
-_PUBLIC_SECOND_LEVEL = frozenset({"ac", "co", "com", "edu", "gen", "go", "gob", "gov", "gv", "info",
-                                  "lg", "ltd", "me", "mil", "ne", "net", "nhs", "nic", "nom", "or",
-                                  "org", "plc", "sch"})
 _USER_AGENT = "octopod-control-tag-check"
 
 
@@ -296,60 +290,57 @@ def _hostname(host: str) -> str:
     return (urlsplit(f"//{host}").hostname or "").rstrip(".")
 
 
-def _parent(host: str) -> str | None:
-    """The domain `host` is in (its first label dropped), when that is a domain one owner holds.
-
-    None for an address, for fewer than two labels left, and for a public suffix such as co.uk.
-    """
-    try:
-        ipaddress.ip_address(host)
-        return None
-    except ValueError:
-        pass
-    labels = host.split(".")
-    if len(labels) < 3:
-        return None
-    rest = labels[1:]
-    if len(rest) == 2 and len(rest[1]) == 2 and rest[0] in _PUBLIC_SECOND_LEVEL:
-        return None
-    return ".".join(rest)
+# Registries whose token service is on another host, as their operators publish it.
+KNOWN_REALMS: dict[str, frozenset[str]] = {
+    "registry-1.docker.io": frozenset({"auth.docker.io"}),
+    "index.docker.io": frozenset({"auth.docker.io"}),
+    "registry.gitlab.com": frozenset({"gitlab.com"}),
+}
 
 
-def realm_trusted(registry_host: str, realm_host: str) -> bool:
+def parse_realms(raw: str) -> dict[str, frozenset[str]]:
+    """REGISTRY_TOKEN_REALMS: comma-separated `registry=realm-host` pairs an operator trusts."""
+    pairs: dict[str, set[str]] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        registry, sep, realm = item.partition("=")
+        if not sep or not _hostname(registry.strip()) or not _hostname(realm.strip()):
+            raise ConfigError(f"REGISTRY_TOKEN_REALMS: {item[:80]!r} is not registry=realm-host")
+        pairs.setdefault(_hostname(registry.strip()), set()).add(_hostname(realm.strip()))
+    return {k: frozenset(v) for k, v in pairs.items()}
+
+
+def realm_trusted(registry_host: str, realm_host: str,
+                  extra: Mapping[str, frozenset[str]] | None = None) -> bool:
     """May credentials for the registry go to a token realm on `realm_host`?
 
-    Yes for the registry's own host (any port), its parent domain (registry.gitlab.com and
-    gitlab.com) and a sibling in that domain (registry-1.docker.io and auth.docker.io); no for
-    anything else, which may be anyone's server: a registry chooses its realm freely.
+    Only to the registry's own host (any port), to the realm its operator publishes
+    (Docker Hub's auth.docker.io, gitlab.com's), and to pairs REGISTRY_TOKEN_REALMS lists:
+    a registry chooses its realm freely, and any other host may be anyone's server.
     """
     registry, realm = _hostname(registry_host), _hostname(realm_host)
     if not registry or not realm:
         return False
     if registry == realm:
         return True
-    domain = _parent(registry)
-    return domain is not None and (realm == domain or _parent(realm) == domain)
+    return realm in KNOWN_REALMS.get(registry, frozenset()) | (extra or {}).get(registry, frozenset())
 
 
 # -- HTTP ----------------------------------------------------------------------------------
 
-@dataclass
-class Response:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
+Response = http1.Response  # .status, .headers (lower-case names), .read()
 
-
-_RETRYABLE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
-              http.client.RemoteDisconnected)
+# A kept-alive connection the server dropped (http1.RemoteDisconnected is a reset too).
+_RETRYABLE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 class Http:
-    """Keep-alive connections per origin; one retry on a reset connection or a 5xx."""
+    """Keep-alive connections per origin (http1, bodies capped at 1 MiB, every exchange bounded
+    by the run's deadline); one retry on a reset connection or a 5xx. Redirects are answers,
+    never followed."""
 
     def __init__(self, deadline: Deadline) -> None:
         self.deadline = deadline
-        self.connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        self.connections: dict[tuple[str, str], http1.Connection] = {}
         self.round_trips = 0
 
     def request(self, method: str, scheme: str, host: str, path: str,
@@ -370,37 +361,31 @@ class Http:
 
     def _once(self, method: str, scheme: str, host: str, path: str,
               headers: Mapping[str, str], body: bytes | None) -> Response:
-        remaining = self.deadline.remaining()
-        if remaining <= 0:
+        if self.deadline.remaining() <= 0:
             raise socket.timeout()
-        conn = self._connection(scheme, host, remaining)
+        conn = self._connection(scheme, host)
         self.round_trips += 1
-        try:
-            conn.request(method, path, body=body, headers={"User-Agent": _USER_AGENT, **headers})
-            raw = conn.getresponse()
-            data = raw.read(_MAX_BODY)
-            if raw.will_close or not raw.isclosed():
-                self._drop(scheme, host)  # not reusable: closed by the server or body left unread
+        try:  # a body is read whole (or refused), so the connection stays usable unless closed
+            conn.request(method, path, body=body, deadline=self.deadline.end,
+                         headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **headers})
+            return conn.getresponse()
         except BaseException:
             self._drop(scheme, host)
             raise
-        return Response(raw.status, raw.headers, data)
 
-    def _connection(self, scheme: str, host: str, timeout: float) -> http.client.HTTPConnection:
+    def _connection(self, scheme: str, host: str) -> http1.Connection:
         key = (scheme, host)
         conn = self.connections.get(key)
         if conn is None:
+            address = urlsplit(f"//{host}")  # host[:port] or [v6]:port
+            context = None
             if scheme == "https":
                 import ssl
 
-                conn = http.client.HTTPSConnection(host, timeout=timeout,
-                                                   context=ssl.create_default_context())
-            else:
-                conn = http.client.HTTPConnection(host, timeout=timeout)
+                context = ssl.create_default_context()  # certificate and host name checked
+            conn = http1.Connection(address.hostname or host, address.port or (443 if context else 80),
+                                    self.deadline.seconds, context, max_body=_MAX_BODY, label="registry")
             self.connections[key] = conn
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
         return conn
 
     def _drop(self, scheme: str, host: str) -> None:
@@ -423,8 +408,10 @@ class Registry:
     """Checks tags of the images of one registry host, sequentially, over one connection."""
 
     def __init__(self, host: str, scheme: str, deadline: Deadline,
-                 credentials: Callable[[], Credentials | None], tokens: TokenCache) -> None:
+                 credentials: Callable[[], Credentials | None], tokens: TokenCache,
+                 realms: Mapping[str, frozenset[str]] | None = None) -> None:
         self.host, self.scheme, self.deadline = host, scheme, deadline
+        self.realms = realms or {}
         self.http = Http(deadline)
         self._load_credentials = credentials
         self._credentials: Credentials | None = None
@@ -447,21 +434,23 @@ class Registry:
             return self._check(image, tag, where)
         except (RegistryError, TagMissing):
             raise
+        except http1.BodyTooLarge as exc:
+            raise RegistryError("protocol", f"{where}: {exc}") from None
         except socket.timeout:
             raise RegistryError("timeout", f"{where}: registry {self.host} did not answer within "
                                 f"{self.deadline.seconds:g}s (REGISTRY_TIMEOUT)") from None
         except OSError as exc:
             raise RegistryError("unreachable", f"{where}: {_network_problem(self.host, exc)}") from None
-        except http.client.HTTPException as exc:
+        except http1.ProtocolError as exc:
             raise RegistryError("protocol", f"{where}: registry {self.host} sent a malformed answer "
-                                f"({type(exc).__name__})") from None
+                                f"({exc})") from None
 
     def _check(self, image: ImageRef, tag: str, where: str) -> str:
         path = f"/v2/{image.repository}/manifests/{tag}"
         authorization = self._authorize(image, self.challenge, where) if self.challenge else None
         response = self._head(path, authorization)
         if response.status == 401 and self.challenge is None:
-            challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            challenge = parse_challenge(response.headers.get("www-authenticate", ""))
             if challenge is None:
                 raise RegistryError("auth", f"{where}: registry {self.host} answered 401 without a "
                                     "usable WWW-Authenticate challenge")
@@ -504,12 +493,12 @@ class Registry:
 
     def _for_realm(self, realm_host: str, creds: Credentials | None) -> Credentials | None:
         """creds when the realm is on the registry's domain; None (an anonymous token) otherwise."""
-        if creds is None or realm_trusted(self.host, realm_host):
+        if creds is None or realm_trusted(self.host, realm_host, self.realms):
             return creds
         if not self.withheld:
             self.withheld = True
-            warn(f"tag_check: token realm {realm_host} is not on the domain of registry {self.host}: "
-                 f"asking it for an anonymous token ({creds.source} not sent)")
+            warn(f"tag_check: token realm {realm_host} is not registry {self.host}'s own (see "
+                 f"REGISTRY_TOKEN_REALMS): asking it for an anonymous token ({creds.source} not sent)")
         return None
 
     def _fetch_token(self, url: SplitResult, service: str, scope: str, creds: Credentials | None,
@@ -535,7 +524,7 @@ class Registry:
         if response.status != 200:
             raise self._status_error(response, where, f"token server {url.netloc}", creds)
         try:
-            data = json.loads(response.body)
+            data = json.loads(response.read())
             token = data.get("token") or data.get("access_token")
         except (ValueError, AttributeError):
             token = None
@@ -545,7 +534,7 @@ class Registry:
 
     def _outcome(self, response: Response, where: str) -> str:
         if response.status == 200:
-            kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+            kind = response.headers.get("content-type", "").split(";")[0].strip()
             return MANIFEST_TYPES.get(kind, kind or "manifest")
         if response.status == 404:
             raise TagMissing(f"tag not found: {where} (registry {self.host} has no such manifest)")
@@ -563,14 +552,14 @@ class Registry:
                        "set REGISTRY_USERNAME/REGISTRY_PASSWORD or a docker config.json")
             return RegistryError("auth", f"{where}: authentication failed at {who} (HTTP {status}): {why}")
         if status == 429:
-            after = response.headers.get("Retry-After", "").strip()
+            after = response.headers.get("retry-after", "").strip()
             hint = f", retry after {after[:20]}s" if after.isdigit() else ""
             return RegistryError("rate-limit", f"{where}: rate limited by {who} (HTTP 429{hint}); "
                                  "authenticate to raise the limit, or wait")
         if status >= 500:
             return RegistryError("server", f"{where}: {who} failed with HTTP {status} (after one retry)")
         if 300 <= status < 400:  # typically plain http answered with a redirect to https
-            target = urlsplit(response.headers.get("Location", ""))
+            target = urlsplit(response.headers.get("location", ""))
             return RegistryError("protocol", f"{where}: {who} redirects (HTTP {status}) to "
                                  f"{target.scheme}://{target.netloc}; is REGISTRY_INSECURE meant "
                                  "for this registry?")
@@ -604,7 +593,8 @@ class Result:
 
 
 def check_images(images: list[ImageRef], tag: str, *, timeout: float, insecure: set[str] | bool,
-                 credentials: Callable[[str, float], Credentials | None]) -> list[Result]:
+                 credentials: Callable[[str, float], Credentials | None],
+                 realms: Mapping[str, frozenset[str]] | None = None) -> list[Result]:
     """Check every image, one thread per registry, the whole run bounded by `timeout`."""
     deadline = Deadline(timeout, "REGISTRY_TIMEOUT")
     tokens: TokenCache = {}
@@ -618,7 +608,7 @@ def check_images(images: list[ImageRef], tag: str, *, timeout: float, insecure: 
                                      (host in insecure or host.split(":")[0] in insecure))
         registry = Registry(host, "http" if plain else "https", deadline,
                             lambda: credentials(members[0].registry, max(deadline.remaining(), 0.1)),
-                            tokens)
+                            tokens, realms)
         try:
             for image in members:
                 before = registry.http.round_trips

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.cluster import Cluster, connect, start_emulator
+from octopod_dev.emulator import Cluster, connect, start_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools" / "bin"

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from octopod_control import bundle
+from octopod_dev import bundle
 from tests.conftest import ROOT, run_script, tool
 from tests.support.processes import kill_helm_when
 from tests.test_bundle import OCTOPOD_ENV, UID, jail, reset_home  # noqa: F401 (jail: a fixture)

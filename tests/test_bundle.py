@@ -8,6 +8,7 @@ cached under build/bundle/ by a hash of every input) and need root for chroot.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -20,8 +21,9 @@ from typing import Iterator
 
 import pytest
 
-from octopod_control import bundle, frozen
-from octopod_control.wrappers import OCTOPOD_SCRIPTS
+from octopod_control import frozen
+from octopod_control.tasks import OCTOPOD_SCRIPTS
+from octopod_dev import bundle
 from tests.conftest import tool
 
 BUSYBOX = Path("/bin/busybox")
@@ -64,11 +66,18 @@ def test_wrapper_execs_the_program_with_the_task_name():
 
 
 def test_source_key_follows_the_sources(tmp_path):
-    (tmp_path / "tasks.py").write_text("a")
+    source = tmp_path / "octopod_control" / "tasks.py"
+    source.parent.mkdir()
+    source.write_text("a")
     first = bundle.source_key(tmp_path)
     assert bundle.source_key(tmp_path) == first
-    (tmp_path / "tasks.py").write_text("b")
-    assert bundle.source_key(tmp_path) != first
+    source.write_text("b")
+    second = bundle.source_key(tmp_path)
+    assert second != first
+    (tmp_path / "octopod_dev").mkdir()  # development code is not an input of the bundle
+    (tmp_path / "octopod_dev" / "tasks.py").write_text("c")
+    (tmp_path / "tasks.py").write_text("c")
+    assert bundle.source_key(tmp_path) == second
 
 
 def test_only_contained_symlinks_are_packed(tmp_path):
@@ -298,6 +307,21 @@ def test_config_reads_the_bundled_defaults(jail):
     done = in_jail(jail, "/utils/octopod-control", "config")
     assert done.returncode == 0, done.stderr
     assert "CHART=charts/example" in done.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_the_bundle_lists_the_products_tasks_only(jail):
+    """The bundle boots octopod_control.tasks.ns: no development task (demo, test, ...) in it."""
+    from octopod_control.tasks import ns as product
+    from octopod_dev.tasks import ns as development
+
+    done = in_jail(jail, "/utils/octopod-control", "--list", "--list-format", "json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert (listed["name"], {t["name"] for t in listed["tasks"]}) == ("octopod", set(product.task_names))
+    for name in development.task_names:
+        done = in_jail(jail, "/utils/octopod-control", name)
+        assert (done.returncode, done.stderr) == (64, f"error: unexpected argument {name!r}\n")
 
 
 @pytest.mark.slow

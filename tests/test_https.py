@@ -27,7 +27,7 @@ from octopod_control import incluster, kube
 from octopod_control.errors import ConfigError
 from octopod_control.settings import Settings
 from tests.conftest import ROOT, run_script, tool
-from tests.support.cluster import Cluster, start_emulator
+from octopod_dev.emulator import Cluster, start_emulator
 from tests.support.tls import PKI, make_pki
 from tests.test_create import octopod_args
 
@@ -225,7 +225,7 @@ def test_round_in_cluster(tls_cluster, pki, helm_bin, tmp_path):
     env = in_cluster_env(tmp_path, helm_bin, ns, tls_cluster, pki)
     octopod_round(tls_cluster, env, ns)
 
-    generated = tmp_path / "run" / f"octopod-control-{os.getuid()}" / incluster.FILE_NAME
+    generated, = (tmp_path / "run" / f"octopod-control-{os.getuid()}").glob(f"{incluster.FILE_NAME_PREFIX}*")
     account = Path(env["KUBE_SERVICE_ACCOUNT_DIR"])
     assert stat.S_IMODE(generated.stat().st_mode) == 0o600
     assert stat.S_IMODE(generated.parent.stat().st_mode) == 0o700
@@ -384,10 +384,11 @@ def settings(account: Path, **values: str) -> Settings:
                      "KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443", **values})
 
 
-def test_the_service_account_kubeconfig_is_written_once_and_rewritten_on_change(pod, tmp_path):
+def test_the_service_account_kubeconfig_is_written_once_and_kept_apart_per_content(pod, tmp_path):
     env = incluster.tool_environ(settings(pod))
     path = Path(env["KUBECONFIG"])
-    assert path == tmp_path / f"octopod-control-{os.getuid()}" / "in-cluster.kubeconfig"
+    assert path.parent == tmp_path / f"octopod-control-{os.getuid()}"
+    assert path.name.startswith("in-cluster-") and path.name.endswith(".kubeconfig")
     config = json.loads(path.read_text())
     assert config["clusters"][0]["cluster"]["server"] == "https://10.0.0.1:443"
     assert "namespace" not in config["contexts"][0]["context"]  # no namespace file: none
@@ -395,9 +396,12 @@ def test_the_service_account_kubeconfig_is_written_once_and_rewritten_on_change(
     assert incluster.tool_environ(settings(pod))["KUBECONFIG"] == str(path)
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     env = incluster.tool_environ(settings(pod, KUBERNETES_SERVICE_HOST="fd00::1", KUBERNETES_SERVICE_PORT="6443"))
-    assert json.loads(Path(env["KUBECONFIG"]).read_text())["clusters"][0]["cluster"]["server"] == \
-        "https://[fd00::1]:6443"
-    assert [p.name for p in path.parent.iterdir() if p.is_file()] == ["in-cluster.kubeconfig"]  # no temp left
+    other = Path(env["KUBECONFIG"])
+    assert json.loads(other.read_text())["clusters"][0]["cluster"]["server"] == "https://[fd00::1]:6443"
+    # Another API address: a file of its own, so a concurrent run's file is never overwritten.
+    assert other != path and json.loads(path.read_text())["clusters"][0]["cluster"]["server"] == \
+        "https://10.0.0.1:443"
+    assert sorted(p.name for p in path.parent.iterdir() if p.is_file()) == sorted([path.name, other.name])
 
 
 def test_a_kubeconfig_wins_over_the_service_account(pod, tmp_path):

@@ -62,8 +62,7 @@ def env(tmp_path: Path, sshd: Sshd, srv: Path) -> dict[str, str]:
 
 def remote_cleanup(env: dict[str, str], *args: str, name: str = NAME) -> subprocess.CompletedProcess:
     """The remote-cleanup task as a shell or `cleanup` would call it, from an unrelated directory."""
-    argv = [sys.executable, "-m", "octopod_control", "--search-root", str(ROOT), "remote-cleanup",
-            "--name", name, *args]
+    argv = [sys.executable, "-m", "octopod_control", "remote-cleanup", "--name", name, *args]
     return subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True, timeout=120)
 
 
@@ -135,8 +134,7 @@ def test_a_hanging_command_is_bounded_and_the_next_command_still_runs(
 
 def _measured(env: dict[str, str], limit: float = 180) -> tuple[subprocess.CompletedProcess, float, int]:
     """remote_cleanup, with its wall time and peak RSS (KiB, from wait4: this child alone)."""
-    argv = [sys.executable, "-m", "octopod_control", "--search-root", str(ROOT), "remote-cleanup",
-            "--name", NAME]
+    argv = [sys.executable, "-m", "octopod_control", "remote-cleanup", "--name", NAME]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         proc = subprocess.Popen(argv, env=env, cwd="/", stdout=out, stderr=err)

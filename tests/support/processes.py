@@ -1,19 +1,9 @@
-"""Child processes the tests start: stop them by PID and wait; interrupt helm mid-operation."""
+"""Interrupt helm mid-operation, as a pod eviction would (stopping servers: octopod_dev.processes)."""
 from __future__ import annotations
 
 import json
 import subprocess
 from typing import Sequence
-
-
-def stop(proc: subprocess.Popen, grace: float = 10) -> None:
-    """TERM, wait; KILL if it lingers; always reap."""
-    proc.terminate()
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def kill_helm_when(status: str, argv: Sequence[str], env: dict[str, str], release: str,

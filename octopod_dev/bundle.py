@@ -4,9 +4,11 @@ Octopod copies `/utils/*` (plain files only) into its own image, which has no
 Python and no FHS dynamic loader. What lands there:
 
 - `octopod-control`: a static launcher (bundle/launcher.c) with a payload: a
-  PyInstaller onedir build of the whole tool, the glibc libraries it needs and
-  the loader. It unpacks once into a cache keyed by the payload's checksum and
-  runs from there (docs/bundle.md explains why not onefile or staticx);
+  PyInstaller onedir build of the product (`octopod_control` alone, booting
+  `octopod_control.tasks.ns` as scripts/ do; no development task or module), the
+  glibc libraries it needs and the loader. It unpacks once into a cache keyed by
+  the payload's checksum and runs from there (docs/bundle.md explains why not
+  onefile or staticx);
 - nine `#!/bin/sh` wrappers with Octopod's script names;
 - `helm` and `kubectl` when given (they must be static too).
 
@@ -25,14 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .wrappers import OCTOPOD_SCRIPTS
+from octopod_control.tasks import OCTOPOD_SCRIPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "octopod-control"
 DEFAULT_PYTHON = "/usr/bin/python3.11"  # Debian's: its libpython carries no RPATH
 # Inputs of the frozen program; a change in any of them means a rebuild.
-SOURCES = ("tasks.py", "octopod_control/**/*.py", "env/*.env", "charts/example/**/*",
-           "bundle/*", "requirements.txt", "requirements-bundle.txt")
+SOURCES = ("octopod_control/**/*.py", "env/*.env", "charts/example/**/*", "bundle/*",
+           "requirements.txt", "requirements-bundle.txt")
 MAGIC = b"OCTOPODB"
 KEY_SIZE = 24  # hex digits of the payload's sha256 naming its cache entry
 TRAILER = struct.Struct("<8sQQII24sQ")  # magic, offset, size, crc32, entries, key, reserved
@@ -137,9 +139,9 @@ def ensure_venv(paths: Paths, python: str, root: Path = ROOT) -> Path:
 def pyinstaller(venv_python: Path, work: Path, root: Path = ROOT) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     argv = [str(venv_python), "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
-            "--onedir", "--name", PROGRAM, "--paths", str(root), "--hidden-import", "tasks",
+            "--onedir", "--name", PROGRAM, "--paths", str(root),
             "--collect-submodules", "octopod_control",
-            "--exclude-module", "tkinter", "--exclude-module", "tests",
+            "--exclude-module", "tkinter", "--exclude-module", "tests", "--exclude-module", "octopod_dev",
             "--add-data", f"{root / 'env'}:env",
             "--add-data", f"{root / 'charts' / 'example'}:charts/example",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"),

@@ -1,11 +1,12 @@
-"""The cluster the end-to-end tests talk to: the bundled API emulator, or a real one.
+"""The cluster the end-to-end tests, the demo and the benchmarks talk to: the API emulator,
+or (for the tests) a real one.
 
-By default each test session starts `kube_emu.py` as a real HTTP server on
-127.0.0.1 (a child process, stopped by PID at the end); `start_emulator(dir, *flags)`
-passes kube_emu's TLS and authentication flags for HTTPS tests, and the harness then
-talks to it with the CA and credentials of the kubeconfig the emulator wrote. Set
-OCTOPOD_TEST_KUBECONFIG to a kubeconfig to run the same tests against a real
-cluster; then `ready()` is a no-op, since real controllers do that job.
+`start_emulator(dir, *flags)` starts `kube_emu.py` as a real HTTP server on 127.0.0.1 (a
+child process, stopped by PID at the end; each test session starts one), passing kube_emu's
+TLS and authentication flags for HTTPS tests; the harness then talks to it with the CA and
+credentials of the kubeconfig the emulator wrote. Set OCTOPOD_TEST_KUBECONFIG to a
+kubeconfig to run the same tests against a real cluster; then `ready()` is a no-op, since
+real controllers do that job.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from tests.support import processes
+from octopod_dev import processes
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,6 +1,6 @@
-"""The embedded default: one Octopod round through scripts/* on a local API emulator.
+"""`invoke demo`: one Octopod round through scripts/* on a local API emulator.
 
-The emulator (tests/support/kube_emu.py) serves the Kubernetes API that real
+The emulator (octopod_dev/emulator/kube_emu.py) serves the Kubernetes API that real
 helm and kubectl talk to, but runs no controllers: this demo plays their part
 (it marks workloads ready) and says so. Nothing here touches a real cluster.
 """
@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from .settings import PROJECT_ROOT
+from octopod_dev.emulator import start_emulator
 
-SCRIPTS = PROJECT_ROOT / "scripts"
-TOOLS = PROJECT_ROOT / ".tools" / "bin"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+TOOLS = ROOT / ".tools" / "bin"
 NAMESPACE = "octopod-demo"
 NAME = "feature-login"
 
@@ -48,9 +48,6 @@ def say(text: str) -> None:
 
 
 def run_demo(helm: str | None = None) -> int:
-    sys.path.insert(0, str(PROJECT_ROOT))
-    from tests.support.cluster import start_emulator
-
     failures = 0
     with tempfile.TemporaryDirectory(prefix="octopod-demo-") as tmp:
         work = Path(tmp)

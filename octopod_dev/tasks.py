@@ -1,0 +1,99 @@
+"""The development tasks: what builds, documents, demonstrates and tests the product.
+
+Never shipped: the bundle boots `octopod_control.tasks.ns` only, and leaves this package out.
+A developer runs these from the project root (`invoke demo`, `invoke test`, `invoke wrappers`,
+`invoke bundle`, `invoke config-docs`; `./run demo` and `./run test` call the first two), where
+the root `tasks.py` puts them beside the product's tasks.
+
+Light at import time (invoke and the product's task decorator only): the Docker build runs
+`invoke bundle` in a venv holding only requirements.txt, so the emulator's aiohttp and the
+builder's modules are imported inside the task that needs them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Collection, Exit
+
+from octopod_control.program import octopod_task
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@octopod_task(help={"helm": "helm binary for the demo (default: .tools/bin/helm4)"})
+def demo(c, helm=None):
+    """Run one Octopod round (create, check, info, update, archive, restore, cleanup) on a local emulator."""
+    from .demo import run_demo
+
+    if run_demo(helm):
+        raise Exit(code=1)
+
+
+@octopod_task(help={"select": "only tests matching this pytest -k expression",
+                    "marker": "only tests with this pytest marker (e.g. reliability)"})
+def test(c, select=None, marker=None):
+    """Run the whole test suite (real helm 3/4, kubectl, registry and sshd; emulated API)."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "pytest"]
+    if select:
+        argv += ["-k", select]
+    if marker:
+        argv += ["-m", marker]
+    code = subprocess.call(argv)
+    if code:
+        raise Exit(code=code)
+
+
+@octopod_task(help={"check": "only report whether scripts/ is up to date (exit 1 when stale)"})
+def wrappers(c, check=False):
+    """Generate scripts/: one bash wrapper per Octopod script name that has a task."""
+    from octopod_control.tasks import ns as product
+
+    from . import wrappers as gen
+
+    directory = ROOT / "scripts"
+    names = set(product.task_names)
+    if check:
+        stale = gen.stale(directory, names)
+        if stale:
+            raise Exit(f"scripts/ is out of date ({', '.join(stale)}): run `invoke wrappers`", 1)
+        return
+    for script in gen.write(directory, names):
+        print(f"scripts/{script}")
+
+
+@octopod_task(help={"out": "output directory (default: dist/utils)",
+                    "helm": "static helm binary to include as /utils/helm",
+                    "kubectl": "static kubectl binary to include as /utils/kubectl",
+                    "python": "Python to build with (default: Debian's /usr/bin/python3.11)"})
+def bundle(c, out="dist/utils", helm=None, kubectl=None, python=None):
+    """Build the static /utils bundle for Octopod's image (docs/bundle.md)."""
+    from . import bundle as builder
+
+    try:
+        names = builder.build(ROOT / out, helm=Path(helm) if helm else None,
+                              kubectl=Path(kubectl) if kubectl else None,
+                              python=python or builder.DEFAULT_PYTHON)
+    except builder.BundleError as exc:
+        raise Exit(f"error: bundle: {exc}", code=1) from None
+    print(f"{out}/: {' '.join(names)}")
+
+
+@octopod_task
+def config_docs(c):
+    """Regenerate env/defaults.env and README's configuration table from octopod_control/config.py."""
+    from .config_docs import write
+
+    for changed in write(ROOT):
+        print(changed)
+
+
+ns = Collection(
+    "dev",
+    # try it, test it
+    demo, test,
+    # generate and build what ships: scripts/, the /utils bundle, the configuration docs
+    wrappers, bundle, config_docs,
+)
