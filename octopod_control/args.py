@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 from .errors import UsageError
 from .log import warn
 
-_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,51}[a-z0-9])?")  # DNS-1123 label, helm's 53
+NAME_PATTERN = re.compile(r"[a-z](?:[-a-z0-9]{0,51}[a-z0-9])?")  # DNS-1123 label, helm's 53
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -70,7 +70,7 @@ def validate_name(value: str | None) -> str:
     value = _text("--name", value)
     if not value:
         raise UsageError("--name: required")
-    return _check("--name", value, _NAME,
+    return _check("--name", value, NAME_PATTERN,
                   "a valid name (lower-case letters, digits and '-', starting with a letter, "
                   "not ending with '-', at most 53 characters)")
 

@@ -13,16 +13,19 @@ when its content changes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import TYPE_CHECKING, Mapping
 
+from .config import SCHEMA
+
 if TYPE_CHECKING:
     from .settings import Settings
 
-DEFAULT_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+DEFAULT_SERVICE_ACCOUNT_DIR = SCHEMA["KUBE_SERVICE_ACCOUNT_DIR"].default
 NOT_A_POD = "KUBECONFIG is not set and this is not a pod with a service account"
-FILE_NAME = "in-cluster.kubeconfig"
+FILE_NAME_PREFIX = "in-cluster-"
 
 
 def applies(kubeconfig: str) -> bool:
@@ -87,7 +90,10 @@ def tool_environ(settings: "Settings") -> dict[str, str]:
         return env
     from . import files, locks  # only in a pod without a kubeconfig
 
-    path = locks.runtime_dir() / FILE_NAME
+    # Named by its content: two runs under one uid with other service accounts (or API
+    # addresses) never overwrite the file the other's helm is about to read.
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = locks.runtime_dir() / f"{FILE_NAME_PREFIX}{digest}.kubeconfig"
     files.write_atomic(path, text.encode(), 0o600)  # a no-op when already so
     env["KUBECONFIG"] = str(path)
     return env

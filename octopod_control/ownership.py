@@ -126,12 +126,38 @@ def read_namespace(client: "KubeClient", name: str) -> dict | None:
 def verified_release(client: "KubeClient", target: "Target", deployment: Deployment,
                      driver: str) -> list[dict]:
     """The release's storage objects (newest, deployed, failed...), after checking the newest
-    carries this staging's mark; [] when there is no release. Raises NotOurs."""
+    carries this staging's mark; [] when there is no release. Raises NotOurs.
+
+    A release recorded in the other driver's storage (plain `helm install` keeps Secrets,
+    HELM_DRIVER=configmap looks in ConfigMaps) exists all the same: it is refused too.
+    """
     from .release_record import newest_item, storage_items
 
     items = storage_items(client, target.namespace, target.release, driver)
     check_release(newest_item(items), target.release, target.namespace, deployment)
+    other = "secret" if driver == "configmap" else "configmap"
+    if storage_items(client, target.namespace, target.release, other):
+        raise NotOurs(f"release {target.namespace}/{target.release} is recorded in helm's {other} "
+                      f"storage, but HELM_DRIVER={driver}: refusing to touch it (set HELM_DRIVER "
+                      "to where its records are)")
     return items
+
+
+def check_no_orphans(client: "KubeClient", target: "Target", deployment: Deployment) -> None:
+    """Before a first install: no object may already carry helm's annotations for this
+    release. helm would silently take such objects over (a kept volume or Secret of another
+    team's uninstalled release of the same name), and cleanup would then delete them."""
+    from .workloads import PATHS
+
+    for kind in PATHS:
+        found = [o for o in client.list(PATHS[kind].format(ns=target.namespace))
+                 if helm_made(o, target.release, target.namespace)]
+        if found:
+            names = ", ".join(sorted(o["metadata"]["name"] for o in found)[:3])
+            raise NotOurs(f"{kind} {names} in {target.namespace} already belong to a release "
+                          f"{target.release} that octopod-control did not make (left by an "
+                          "uninstall?): refusing to take them over; remove them, or choose "
+                          "another name")
 
 
 def verified_namespace(settings: "Settings", client: "KubeClient", target: "Target",

@@ -4,7 +4,8 @@ helm 3/4 store each revision as a Secret (default driver) or a ConfigMap
 labelled owner=helm,name=<release>,version=<n>,status=<status>. Its
 `release` field is base64 of gzipped JSON (a Secret base64-encodes that once
 more). The current revision is the highest version; superseded revisions are
-never it, so the API is asked to leave them out (a smaller answer).
+never it, so the API is asked to leave them out (a smaller answer). The rendered
+manifest a record holds (`record["manifest"]`) is read by manifest.py.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ _GZIP = b"\x1f\x8b\x08"
 _VERSION_SUFFIX = re.compile(r"\.v(\d+)$")
 
 
-def _version(item: dict) -> int:
+def revision(item: dict) -> int:
+    """The revision number of a storage object (its version label, else its name's .vN)."""
     meta = item.get("metadata") or {}
     label = (meta.get("labels") or {}).get("version", "")
     if label.isdigit():
@@ -77,16 +79,31 @@ def storage_kind(driver: str) -> str:
     return "ConfigMap" if driver == "configmap" else "Secret"
 
 
-def storage_items(client: KubeClient, namespace: str, release: str, driver: str) -> list[dict]:
-    """The storage objects of the release's revisions that are not superseded (one LIST):
-    the newest, the last deployed, and any failed, pending or uninstalled one."""
-    selector = f"owner=helm,name={release},status!=superseded"
-    return client.list(PATHS[storage_kind(driver)].format(ns=namespace), label_selector=selector)
+def storage_items(client: KubeClient, namespace: str, release: str, driver: str,
+                  *, superseded: bool = False) -> list[dict]:
+    """The storage objects of the release's revisions (one LIST): by default those not
+    superseded (the newest, the last deployed, any failed, pending or uninstalled one).
+
+    Labels alone do not make a record (a chart could label a Secret owner=helm): the name
+    must be helm's `sh.helm.release.v1.<release>.v<N>` and a Secret of helm's type.
+    """
+    kind = storage_kind(driver)
+    selector = f"owner=helm,name={release}" + ("" if superseded else ",status!=superseded")
+    items = client.list(PATHS[kind].format(ns=namespace), label_selector=selector)
+    return [item for item in items if _is_record(item, release, kind)]
+
+
+def _is_record(item: dict, release: str, kind: str) -> bool:
+    name = (item.get("metadata") or {}).get("name") or ""
+    prefix = f"sh.helm.release.v1.{release}.v"
+    if not (name.startswith(prefix) and name[len(prefix):].isdigit()):
+        return False
+    return kind != "Secret" or item.get("type") == "helm.sh/release.v1"
 
 
 def newest_item(items: list[dict]) -> dict | None:
     """The storage object of the highest revision (its labels carry the ownership mark)."""
-    return max(items, key=_version) if items else None
+    return max(items, key=revision) if items else None
 
 
 def is_gone(record: dict) -> bool:
@@ -106,7 +123,7 @@ def current_and_deployed(client: KubeClient, namespace: str, release: str,
         items = storage_items(client, namespace, release, driver)
     if not items:
         return None, None
-    newest = max(items, key=_version)
+    newest = max(items, key=revision)
     record = decode(newest, driver)
     status = (record.get("info") or {}).get("status")
     if status in GONE:
@@ -114,7 +131,7 @@ def current_and_deployed(client: KubeClient, namespace: str, release: str,
     if status == "deployed":
         return record, record
     deployed = [i for i in items if ((i.get("metadata") or {}).get("labels") or {}).get("status") == "deployed"]
-    return record, (decode(max(deployed, key=_version), driver) if deployed else None)
+    return record, (decode(max(deployed, key=revision), driver) if deployed else None)
 
 
 def value_at(tree: Any, path: tuple[str, ...]) -> Any:
@@ -131,64 +148,3 @@ def release_value(record: dict, path: tuple[str, ...]) -> Any:
     if found is None:
         found = value_at((record.get("chart") or {}).get("values") or {}, path)
     return found
-
-
-# -- the rendered manifest: which workloads the release has, without a YAML parser
-_DOC_SPLIT = re.compile(r"^---[ \t]*$", re.M)
-_KIND = re.compile(r"^kind:[ \t]*['\"]?([A-Za-z]+)", re.M)
-_METADATA = re.compile(r"^metadata:[ \t]*\n((?:[ \t]+.*\n?|[ \t]*\n)*)", re.M)
-
-
-def _child(block: str, key: str) -> str | None:
-    """A direct child scalar of a YAML block (the first line's indentation is the child level)."""
-    lines = [l for l in block.splitlines() if l.strip() and not l.lstrip().startswith("#")]
-    if not lines:
-        return None
-    indent = len(lines[0]) - len(lines[0].lstrip())
-    for line in lines:
-        if len(line) - len(line.lstrip()) == indent and line.lstrip().startswith(f"{key}:"):
-            return line.split(":", 1)[1].strip().strip("'\"") or None
-    return None
-
-
-def manifest_objects(manifest: str) -> list[tuple[str, str | None, str | None]]:
-    """(kind, name, namespace) of each document of a rendered manifest; name/namespace None if unread."""
-    found = []
-    for doc in _DOC_SPLIT.split(manifest or ""):
-        kind = _KIND.search(doc)
-        if not kind:
-            continue
-        meta = _METADATA.search(doc)
-        block = meta.group(1) if meta else ""
-        found.append((kind.group(1), _child(block, "name"), _child(block, "namespace")))
-    return found
-
-
-# -- the rendered manifest parsed in full (restore and cleanup, which are not start-time bound)
-def rendered_specs(record: dict | None) -> dict[tuple[str, str], dict] | None:
-    """(kind, name) -> spec as the release's manifest renders it; None when unreadable."""
-    if not record or not record.get("manifest"):
-        return None
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        docs = list(yaml.load_all(record["manifest"], Loader=loader))
-    except yaml.YAMLError:
-        return None
-    return {(d.get("kind"), (d.get("metadata") or {}).get("name")): d.get("spec") or {}
-            for d in docs if isinstance(d, dict)}
-
-
-def claim_templates(record: dict | None) -> list[tuple[str, str]]:
-    """(claim template, StatefulSet) pairs of the release: the controller names each volume
-    `<template>-<statefulset>-<ordinal>`, and labels alone cannot prove a volume is ours."""
-    pairs = []
-    for (kind, name), spec in (rendered_specs(record) or {}).items():
-        if kind != "StatefulSet" or not isinstance(spec, dict):
-            continue
-        for template in spec.get("volumeClaimTemplates") or []:
-            claim = ((template or {}).get("metadata") or {}).get("name") if isinstance(template, dict) else None
-            if claim and name:
-                pairs.append((claim, name))
-    return pairs

@@ -184,9 +184,7 @@ def options(settings: Settings) -> Options:
     keys = [os.path.expanduser(configured)] if configured else \
         [str(home / ".ssh" / n) for n in KEY_NAMES if (home / ".ssh" / n).is_file()]
     known = home / ".ssh" / "known_hosts"
-    strict = settings.text("REMOTE_STRICT_HOST_KEYS", "true").lower() or "true"
-    if strict not in ("auto", "true", "false"):
-        raise ConfigError(f"REMOTE_STRICT_HOST_KEYS={strict!r}: expected auto, true or false")
+    strict = settings.choice("REMOTE_STRICT_HOST_KEYS")
     if strict == "auto":
         strict = "true" if settings.text("SSH_KNOWN_HOSTS") or known.is_file() else "false"
     ssh_config = home / ".ssh" / "config"
@@ -194,8 +192,8 @@ def options(settings: Settings) -> Options:
         key_files=tuple(keys),
         known_hosts=known if strict == "true" else None,
         ssh_config=ssh_config if ssh_config.is_file() else None,
-        connect_timeout=settings.seconds("REMOTE_CONNECT_TIMEOUT", 10),
-        command_timeout=settings.seconds("REMOTE_COMMAND_TIMEOUT", 300),
+        connect_timeout=settings.seconds("REMOTE_CONNECT_TIMEOUT"),
+        command_timeout=settings.seconds("REMOTE_COMMAND_TIMEOUT"),
         secrets=tuple(settings.secret_values()),  # withheld ones too: a command may print any
     )
 

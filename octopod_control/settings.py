@@ -1,8 +1,9 @@
 """Configuration: dotenv files under env/, overridden by the process environment.
 
-Precedence, later wins: ``env/defaults.env`` < ``env/$OCTOPOD_ENV.env`` < ``.env``
-< the process environment (Octopod passes its ConfigMap as environment).
-``env/defaults.env`` is the one place a default is written down.
+Precedence, later wins: the schema's defaults (config.py) < ``env/defaults.env`` (generated
+from the schema) < ``env/$OCTOPOD_ENV.env`` < ``.env`` < the process environment (Octopod
+passes its ConfigMap as environment). What each variable is, its type and its default are
+written once, in config.py.
 """
 from __future__ import annotations
 
@@ -12,36 +13,38 @@ import string
 from pathlib import Path
 from typing import Mapping
 
+from .config import CHOICE, FLAG, SCHEMA, SECONDS, TEMPLATE, VARIABLES, WORDS
 from .errors import ConfigError
 from .frozen import child_environ
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = PROJECT_ROOT / "env"
 
+# Names the schema does not know (a variable of the user's, a plugin's) are judged by their
+# name: better masked in `invoke config` than shown.
 _SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|PRIVATE|CONTENT|CONFIG_JSON|CREDENTIAL")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 TEMPLATE_FIELDS = ("name", "namespace", "project_name", "base_domain", "tag")
 
 
-# Read by this tool alone: init writes the key, kubeconfig and docker config into files, the
-# passwords go over HTTP or on helm's stdin. No child needs them, so no child gets them: helm,
-# kubectl, exec plugins and credential helpers run third-party code, and a child's environment
-# is readable in /proc by its user and often ends up in their debug output.
-_WITHHELD = frozenset({"SSH_PRIVATE_KEY", "KUBECONFIG_CONTENT", "DOCKER_CONFIG_JSON"})
-
-
 def is_secret(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
+    """A secret by the schema; for a name it does not declare, by the look of the name."""
+    var = SCHEMA.get(name)
+    return var.secret if var is not None else bool(_SECRET_NAME.search(name))
 
 
 def is_withheld(name: str) -> bool:
-    """Whether a variable stays out of every child's environment (the list above, any *_PASSWORD).
+    """Whether a variable stays out of every child's environment: the schema's withheld ones
+    (read by this tool alone: init writes the key, kubeconfig and docker config into files,
+    the passwords go over HTTP or on helm's stdin) and any other *_PASSWORD.
 
     Not every secret-looking name: cloud credentials such as AWS_SECRET_ACCESS_KEY are what a
-    kubeconfig exec plugin needs to run.
+    kubeconfig exec plugin needs to run, and helm, kubectl, exec plugins and credential
+    helpers run third-party code whose environment is readable in /proc.
     """
-    return name in _WITHHELD or name.endswith("_PASSWORD")
+    var = SCHEMA.get(name)
+    return (var is not None and var.withheld) or name.endswith("_PASSWORD")
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -91,35 +94,44 @@ def load_layers(environ: Mapping[str, str] | None = None, root: Path = PROJECT_R
 
 
 class Settings:
-    """Typed, validated access to the effective configuration."""
+    """Typed, validated access to the effective configuration, by the schema (config.py).
 
-    def __init__(self, values: Mapping[str, str], known: tuple[str, ...] = ()) -> None:
+    Every accessor takes a variable the schema declares (another name is a bug: KeyError)
+    and applies its default; a malformed value is a ConfigError naming the variable,
+    raised when the value is read (a bad REMOTE_* value must not stop a check).
+    """
+
+    def __init__(self, values: Mapping[str, str]) -> None:
         self._values = dict(values)
-        self.known = known
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, root: Path = PROJECT_ROOT) -> "Settings":
-        known = tuple(_read_env_file(root / "env" / "defaults.env"))
-        return cls(load_layers(environ, root), known)
+        return cls(load_layers(environ, root))
 
-    # -- raw accessors
-    def text(self, name: str, default: str = "") -> str:
-        return self._values.get(name, default).strip()
+    # -- typed accessors
+    def text(self, name: str) -> str:
+        """The value, stripped; the default when unset (or, for `blank="default"`, empty)."""
+        var = SCHEMA[name]
+        value = self._values.get(name)
+        if value is None:
+            return var.default
+        value = value.strip()
+        return var.default if not value and var.blank == "default" else value
 
-    def raw(self, name: str, default: str = "") -> str:
+    def raw(self, name: str) -> str:
         """A value as given, not stripped (a password may begin or end with a space)."""
-        return self._values.get(name, default)
+        return self._values.get(name, SCHEMA[name].default)
 
-    def flag(self, name: str, default: bool = False) -> bool:
-        raw = self.text(name, "true" if default else "false").lower()
+    def flag(self, name: str) -> bool:
+        raw = self.text(_typed(name, FLAG)).lower()
         if raw in TRUE_WORDS:
             return True
         if raw in FALSE_WORDS:
             return False
         raise ConfigError(f"{name}={raw!r}: expected true or false")
 
-    def seconds(self, name: str, default: float) -> float:
-        raw = self.text(name) or str(default)
+    def seconds(self, name: str) -> float:
+        raw = self.text(_typed(name, SECONDS))
         try:
             value = float(raw)
         except ValueError:
@@ -129,11 +141,21 @@ class Settings:
         return value
 
     def words(self, name: str) -> list[str]:
-        return self.text(name).split()
+        return self.text(_typed(name, WORDS)).split()
 
-    def render(self, name: str, default: str, fields: Mapping[str, str]) -> str:
+    def choice(self, name: str) -> str:
+        """One of the variable's words (case-insensitive), as the value it stands for."""
+        var = SCHEMA[_typed(name, CHOICE)]
+        raw = self.text(name).lower()
+        if raw not in var.choices:
+            shown = list(dict.fromkeys(var.choices.values()))  # as declared
+            allowed = ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
+            raise ConfigError(f"{name}={raw!r}: expected {allowed}")
+        return var.choices[raw]
+
+    def render(self, name: str, fields: Mapping[str, str]) -> str:
         """Fill a template variable's {placeholders}; unknown ones are a ConfigError."""
-        return render_template(name, self.text(name) or default, fields)
+        return render_template(name, self.text(_typed(name, TEMPLATE)), fields)
 
     def environ(self) -> dict[str, str]:
         """The environment for child processes: the process environment plus file settings.
@@ -145,37 +167,43 @@ class Settings:
         return {k: v for k, v in child_environ(self._values).items() if not is_withheld(k)}
 
     def secret_values(self) -> list[str]:
-        """Every non-empty value of a secret-named setting, withheld ones included (for redaction)."""
+        """Every non-empty value of a secret setting, withheld ones included (for redaction)."""
         return [v for k, v in self._values.items() if v and is_secret(k)]
 
-    # -- tools
+    # -- the values nearly every operation reads
     @property
     def helm_bin(self) -> str:
-        return self.text("HELM_BIN") or "helm"
+        return self.text("HELM_BIN")
 
     @property
     def kubectl_bin(self) -> str:
-        return self.text("KUBECTL_BIN") or "kubectl"
+        return self.text("KUBECTL_BIN")
 
     @property
     def helm_timeout(self) -> float:
-        return self.seconds("HELM_TIMEOUT", 300)
+        return self.seconds("HELM_TIMEOUT")
 
     @property
     def kube_timeout(self) -> float:
-        return self.seconds("KUBE_TIMEOUT", 10)
+        return self.seconds("KUBE_TIMEOUT")
 
     @property
     def helm_driver(self) -> str:
-        driver = (self.text("HELM_DRIVER") or "secret").lower()
-        if driver not in ("secret", "secrets", "configmap", "configmaps"):
-            raise ConfigError(f"HELM_DRIVER={driver!r}: expected secret or configmap")
-        return "configmap" if driver.startswith("configmap") else "secret"
+        return self.choice("HELM_DRIVER")
 
     def describe(self) -> list[tuple[str, str]]:
-        """Known variables and their effective values, secrets masked."""
-        names = list(self.known) + sorted(n for n in self._values if n not in self.known and _is_ours(n))
-        return [(n, mask(n, self._values.get(n, ""))) for n in names]
+        """Every schema variable and its effective value, then other variables of ours; secrets masked."""
+        described = [(v.name, self.raw(v.name)) for v in VARIABLES if not v.environment_only]
+        described += [(n, self._values.get(n, "")) for n in sorted(self._values)
+                      if n not in SCHEMA and _is_ours(n)]
+        return [(n, mask(n, value)) for n, value in described]
+
+
+def _typed(name: str, kind: str) -> str:
+    """name, after checking the schema declares it of this type (a mismatch is a bug)."""
+    if SCHEMA[name].type != kind:
+        raise TypeError(f"{name} is a {SCHEMA[name].type} variable, not {kind}")
+    return name
 
 
 def _is_ours(name: str) -> bool:

@@ -108,9 +108,11 @@ def check_overrides(deployment: Deployment, prefix: tuple[str, ...],
     credentials, so it needs ALLOW_TEMPLATE_VALUES=true.
     """
     if not allow_templates:
+        # Keys too: a chart running `tpl (toYaml .Values.podAnnotations)` renders them as well.
         for flag, key, value in _overrides(deployment):
-            if TEMPLATE_MARK in value:
-                raise UsageError(f"{flag} {key}: the value holds '{{{{' (a template, which a chart "
+            where = "key" if TEMPLATE_MARK in key else "value" if TEMPLATE_MARK in value else ""
+            if where:
+                raise UsageError(f"{flag} {key}: the {where} holds '{{{{' (a template, which a chart "
                                  "passing values through tpl would run); set "
                                  "ALLOW_TEMPLATE_VALUES=true to allow it")
     for path in deployment.deployment:

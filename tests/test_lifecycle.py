@@ -386,7 +386,7 @@ def test_pvc_selectors_and_rendered_specs():
 def test_restore_always_unparks_a_daemonset(rendered_selector, live, record, expected):
     from octopod_control.kinds import daemonset
     from octopod_control.restoring import restore_one
-    from tests.support.kube_emu import merge_patch
+    from octopod_dev.emulator.kube_emu import merge_patch
 
     spec = {"template": {"spec": {"containers": []}}}
     if rendered_selector is not None:

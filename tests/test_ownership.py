@@ -66,7 +66,7 @@ def refused(done: subprocess.CompletedProcess, *phrases: str) -> str:
 
 def invoke(env: dict, *args: str) -> subprocess.CompletedProcess:
     """A task that has no Octopod script (adopt), run as the wrappers run tasks."""
-    return subprocess.run([sys.executable, "-P", "-m", "octopod_control", "--search-root", str(ROOT), *args],
+    return subprocess.run([sys.executable, "-P", "-m", "octopod_control", *args],
                           env={**env, "PYTHONPATH": str(ROOT)}, cwd="/", capture_output=True, text=True,
                           timeout=120)
 
@@ -252,3 +252,114 @@ def test_ownership_rules_as_plain_functions():
     assert ownership.helm_made(helm_made, "feat", "ns")
     assert not ownership.helm_made(helm_made, "feat", "other-ns")
     assert not ownership.helm_made({"metadata": {"labels": {"app.kubernetes.io/instance": "feat"}}}, "feat", "ns")
+
+
+def test_adopt_all_releases_lists_first_then_marks_every_unmarked_release(cluster, scripts, octopod_env,
+                                                                          namespace):
+    """After upgrading to ownership marks: every staging of the shared namespace in one go."""
+    for old in ("old-a", "old-b"):
+        helm(octopod_env, "install", old, EXAMPLE, "-n", namespace)
+    assert scripts("create", *octopod_args("new-c", namespace, "--tag", "v1"),
+                   env={"HELM_WAIT": "false"}).returncode == 0
+    listed = invoke(octopod_env, "adopt", "--all-releases", "--namespace", namespace)
+    assert listed.returncode == 0, listed.stderr
+    assert f"would mark release {namespace}/old-a as staging old-a's" in listed.stderr
+    assert f"would mark release {namespace}/old-b" in listed.stderr and "new-c" not in listed.stderr
+    assert "2 release(s) to adopt; run again with --yes" in listed.stderr
+    refused(scripts("update", *octopod_args("old-a", namespace, "--tag", "v2"),
+                    env={"HELM_WAIT": "false"}), "invoke adopt")  # a listing changes nothing
+
+    marked = invoke(octopod_env, "adopt", "--all-releases", "--yes", "--namespace", namespace)
+    assert marked.returncode == 0, marked.stderr
+    for old in ("old-a", "old-b"):
+        done = scripts("update", *octopod_args(old, namespace, "--tag", "v2"), env={"HELM_WAIT": "false"})
+        assert done.returncode == 0, done.stderr
+    again = invoke(octopod_env, "adopt", "--all-releases", "--namespace", namespace)
+    assert "0 release(s) to adopt" in again.stderr
+
+
+def test_adopt_all_releases_needs_release_names_that_are_staging_names(octopod_env, namespace):
+    done = invoke({**octopod_env, "RELEASE_NAME": "rel-{name}"}, "adopt", "--all-releases",
+                  "--namespace", namespace)
+    assert done.returncode == 78
+    assert "needs RELEASE_NAME={name} and a shared DEPLOY_NAMESPACE" in done.stderr
+
+
+# -- the review's findings (issue 11): each path by which a name could still reach others' things
+LIFECYCLE = str(ROOT / "tests" / "charts" / "lifecycle")
+
+
+def test_create_refuses_to_take_over_objects_another_release_of_the_name_left(cluster, scripts,
+                                                                             octopod_env, namespace):
+    """Another team's `orders`, uninstalled, kept its volume and Secret (resource-policy keep):
+    helm would take them over silently, and cleanup would then delete them."""
+    helm(octopod_env, "install", "orders", LIFECYCLE, "-n", namespace)
+    helm(octopod_env, "uninstall", "orders", "-n", namespace)
+    kept = cluster.api("GET", f"/api/v1/namespaces/{namespace}/secrets/orders-creds")
+    assert kept and cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/orders-uploads")
+    env = {"CHART": LIFECYCLE, "HELM_WAIT": "false"}
+    refused(scripts("create", *octopod_args("orders", namespace, "--tag", "v1"), env=env),
+            "already belong to a release orders that octopod-control did not make")
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/secrets/orders-creds") == kept
+    done = scripts("cleanup", *octopod_args("orders", namespace), env=env)
+    assert done.returncode == 0, done.stderr
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/orders-uploads")
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/secrets/orders-creds")
+
+
+def test_a_release_in_the_other_helm_storage_is_refused(cluster, scripts, octopod_env, namespace):
+    """`helm install payments` keeps Secrets; HELM_DRIVER=configmap must not see 'no release'."""
+    someone_elses_release(cluster, octopod_env, "payments", namespace)
+    env = {"HELM_DRIVER": "configmap", "HELM_WAIT": "false"}
+    args = octopod_args("payments", namespace)
+    for script in ("create", "archive", "cleanup"):
+        refused(scripts(script, *args, *(["--tag", "v2"] if script == "create" else []), env=env),
+                "is recorded in helm's secret storage, but HELM_DRIVER=configmap")
+    untouched(cluster, octopod_env, "payments", namespace)
+
+
+def test_a_record_planted_by_labels_is_not_a_release_record(cluster, scripts, namespace):
+    """A chart could label a Secret owner=helm,name=<release>, even with our mark: without helm's
+    name and type it is no record, so it neither passes as the release nor gets it deleted."""
+    planted = {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "planted", "labels": {"owner": "helm", "name": "victim", "version": "99",
+                                      "status": "deployed", "octopod.io/managed-by": "octopod-control",
+                                      "octopod.io/staging": "victim"}},
+        "data": {"release": "bm90IGEgcmVjb3Jk"}}
+    cluster.api("POST", f"/api/v1/namespaces/{namespace}/secrets", planted)
+    checked = scripts("check", *octopod_args("victim", namespace))
+    assert checked.returncode == 1 and "release victim not found" in checked.stderr, checked.stderr
+    done = scripts("cleanup", *octopod_args("victim", namespace))
+    assert done.returncode == 0 and "no release victim" in done.stderr, done.stderr
+    assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/secrets/planted")
+
+
+def test_cleanup_never_deletes_an_older_volume_named_like_the_releases(cluster, scripts, namespace):
+    """Overrides shape the StatefulSet's name (a chart's fullname): a leftover `data-<name>-db-0`
+    made before the release is another party's, whatever its name."""
+    path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+    cluster.api("POST", path, pvc("data-older-db-0", {}))  # before the release existed
+    env = {"CHART": LIFECYCLE, "HELM_WAIT": "false"}
+    import time
+    time.sleep(1.1)  # creation timestamps have a resolution of one second
+    assert scripts("create", *octopod_args("older", namespace, "--tag", "v1"), env=env).returncode == 0
+    cluster.api("POST", path, pvc("data-older-db-1", {}))  # what the StatefulSet's controller makes
+    done = scripts("cleanup", *octopod_args("older", namespace), env=env)
+    assert done.returncode == 0, done.stderr
+    assert cluster.api("GET", f"{path}/data-older-db-0")
+    assert cluster.api("GET", f"{path}/data-older-db-1") is None
+
+
+def test_archive_check_does_not_wait_for_another_teams_pod_with_the_releases_label(cluster, scripts,
+                                                                                   namespace):
+    env = {"HELM_WAIT": "false"}
+    assert scripts("create", *octopod_args("shop2", namespace, "--tag", "v1"), env=env).returncode == 0
+    cluster.api("POST", f"/api/v1/namespaces/{namespace}/pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "other-team-worker", "labels": {"app.kubernetes.io/instance": "shop2"}},
+        "spec": {"containers": [{"name": "w", "image": "w"}]}})
+    cluster.ready(namespace)
+    assert scripts("archive", *octopod_args("shop2", namespace), env=env).returncode == 0
+    done = scripts("archive_check", *octopod_args("shop2", namespace), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "other-team-worker" not in done.stderr

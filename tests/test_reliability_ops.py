@@ -347,13 +347,22 @@ def test_cleanup_without_kubectl_names_it_and_still_uninstalls(cluster, scripts,
     assert cluster.api("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/nokc-data")
 
 
-def test_cleanup_without_helm_still_frees_everything_and_says_so(cluster, scripts, octopod_env, namespace):
-    """helm cannot start: the release's objects and helm's own records go by kubectl, and the run fails loudly."""
+def test_cleanup_without_helm_frees_the_objects_keeps_the_records_and_a_retry_finishes(
+        cluster, scripts, octopod_env, namespace):
+    """helm cannot start: the release's objects go by kubectl and the run fails loudly; helm's
+    records stay (an uninstall that failed may have left objects elsewhere, and the records are
+    how a second run finds them), and a second run with helm finishes."""
     create(scripts, "nohelm", namespace=namespace)
     done = scripts("cleanup", *octopod_args("nohelm", namespace), env={"HELM_BIN": "/nonexistent/helm"})
     failed_cleanly(done, "cleanup of nohelm: 1 part(s) failed")
     failure, = [line for line in done.stderr.splitlines() if line.startswith("cleanup failed: ")]
     assert failure.startswith("cleanup failed: helm uninstall nohelm:") and "/nonexistent/helm" in failure
+    left = kubectl_json(octopod_env, "get", "all,pvc,secret,cm", "-n", namespace)["items"]
+    assert [(i["kind"], i["metadata"]["name"]) for i in left
+            if (i["kind"], i["metadata"]["name"]) not in CLUSTER_DEFAULTS] == [
+        ("Secret", "sh.helm.release.v1.nohelm.v1")]
+    again = scripts("cleanup", *octopod_args("nohelm", namespace))
+    assert again.returncode == 0, again.stderr
     left = kubectl_json(octopod_env, "get", "all,pvc,secret,cm", "-n", namespace)["items"]
     assert [(i["kind"], i["metadata"]["name"]) for i in left
             if (i["kind"], i["metadata"]["name"]) not in CLUSTER_DEFAULTS] == []

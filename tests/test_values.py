@@ -68,10 +68,9 @@ TYPING_CORPUS = ["true", "false", "TRUE", "False", "null", "Null", "0", "-0", "+
                  "9223372036854775808", "-9223372036854775808", "0x1F", "1_000", " 1"]
 
 
-def test_typing_matches_real_helm_set(tmp_path):
-    """Our typing against helm's own: one `helm template --set vN=...` renders every value's JSON."""
-    from tests.conftest import tool
-
+def test_typing_matches_real_helm_set(tmp_path, helm_bin):
+    """Our typing against helm's own, 3 and 4: one `helm template --set vN=...` renders every
+    value's JSON."""
     chart = tmp_path / "chart"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: typing\nversion: 0.1.0\n")
@@ -79,7 +78,7 @@ def test_typing_matches_real_helm_set(tmp_path):
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: out\ndata:\n"
         "  json: {{ toJson .Values | quote }}\n")
     args = [a for i, v in enumerate(TYPING_CORPUS) for a in ("--set", f"v{i}={v}")]
-    done = subprocess.run([tool("helm4"), "template", "t", str(chart), *args],
+    done = subprocess.run([helm_bin, "template", "t", str(chart), *args],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     rendered = json.loads(yaml.safe_load(done.stdout)["data"]["json"])
@@ -151,6 +150,9 @@ def test_a_refusal_never_shows_the_value():
 @pytest.mark.parametrize("flags, message", [
     ({"app_env_override": ["GREETING={{ .Release.Name }}"]}, "--app-env-override GREETING: the value holds '{{'"),
     ({"deployment_override": ["config.banner=hi {{x}}"]}, "--deployment-override config.banner: the value holds '{{'"),
+    # a key too: charts render annotation keys through tpl as well (issue 11 review)
+    ({"deployment_override": ["podAnnotations.{{\\.Values\\.secret}}=x"]},
+     "--deployment-override podAnnotations.{{\\.Values\\.secret}}: the key holds '{{'"),
     ({"deployment_override": ["a={{"]}, "set ALLOW_TEMPLATE_VALUES=true to allow it"),
 ])
 def test_a_template_value_is_refused_unless_allowed(flags, message):

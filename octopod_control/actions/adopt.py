@@ -6,16 +6,21 @@ say to run this. It labels the release's newest revision record and, when each s
 has its own namespace, the namespace (annotated `adopted`: cleanup never deletes an
 adopted namespace, since the tool did not create it). Nothing is deployed or stopped.
 Refuses what carries another staging's mark. Idempotent.
+
+`adopt_all` does the same for every unmarked release of a shared namespace at once (after an
+upgrade to a version with ownership marks), where RELEASE_NAME is `{name}` so that a release's
+name is its staging's: it lists what it would do and changes nothing without `--yes`.
 """
 from __future__ import annotations
 
 from .. import ownership
-from ..args import Deployment
-from ..errors import ExternalError
+from ..args import NAME_PATTERN, Deployment
+from ..errors import ConfigError, ExternalError
 from ..kube import client_for
 from ..kubectl import kubectl_for
 from ..log import info as log
-from ..release_record import newest_item, storage_items, storage_kind
+from ..release_record import revision, newest_item, storage_items, storage_kind
+from ..workloads import PATHS
 from ..settings import Settings
 from ..target import Target, namespace_per_staging, resolve_target
 
@@ -63,3 +68,37 @@ def _mark_namespace(settings: Settings, target: Target, namespace: dict, deploym
     kubectl.patch("Namespace", target.namespace, None, {"metadata": wanted})
     log(f"adopt: namespace {target.namespace} is now staging {deployment.name}'s "
         "(adopted: cleanup will not delete it)")
+
+
+def adopt_all(settings: Settings, namespace: str, apply: bool) -> list[str]:
+    """Mark every unmarked release of the shared namespace as the staging of its own name.
+
+    Returns the releases adopted (or, without apply, that would be). Only where a release's
+    name is its staging's (RELEASE_NAME={name}) and stagings share the namespace.
+    """
+    if settings.text("RELEASE_NAME") != "{name}" or namespace_per_staging(settings):
+        raise ConfigError("adopt --all-releases needs RELEASE_NAME={name} and a shared DEPLOY_NAMESPACE "
+                          "(a release's name must be its staging's); adopt each: invoke adopt --name x")
+    target_namespace = settings.render("DEPLOY_NAMESPACE", {"namespace": namespace})
+    kind = storage_kind(settings.helm_driver)
+    client = client_for(settings)
+    try:
+        records = client.list(PATHS[kind].format(ns=target_namespace), label_selector="owner=helm")
+    finally:
+        client.close()
+    newest: dict[str, dict] = {}
+    for item in records:
+        release = ((item.get("metadata") or {}).get("labels") or {}).get("name", "")
+        if release and (release not in newest or revision(item) > revision(newest[release])):
+            newest[release] = item
+    chosen = [r for r, item in sorted(newest.items())
+              if ownership.marked_staging(item.get("metadata")) is None and NAME_PATTERN.fullmatch(r)]
+    for release in chosen:
+        if apply:
+            _mark_release(settings, Target(release, target_namespace), newest[release],
+                          Deployment(release, namespace))
+        else:
+            log(f"adopt: would mark release {target_namespace}/{release} as staging {release}'s")
+    if not apply:
+        log(f"adopt: {len(chosen)} release(s) to adopt; run again with --yes to mark them")
+    return chosen

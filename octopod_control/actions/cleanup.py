@@ -17,27 +17,27 @@ Idempotent.
 """
 from __future__ import annotations
 
+import re
 import sys
 from typing import Callable
 
-import re
-
-from .. import locks, ownership
+from .. import locks, manifest, ownership
 from ..args import Deployment
 from ..deadline import Deadline
 from ..errors import ExternalError, OctopodError
+from ..kinds import KINDS
 from ..kube import KubeClient, client_for
 from ..log import info as log
 from ..ownership import NotOurs
-from ..release_record import claim_templates, decode, is_gone, newest_item, storage_kind
+from ..release_record import decode, is_gone, newest_item, storage_items, storage_kind
 from ..settings import Settings, render_template
 from ..target import Target, helm_for, namespace_per_staging, resolve_target
 from ..workloads import PATHS, helm_objects, is_helm_record
 
-# What `kubectl get all,pvc,secret,cm` shows, and the rest a chart commonly leaves behind.
-LEFTOVER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "ReplicaSet", "Pod",
-                  "HorizontalPodAutoscaler", "Service", "Ingress", "ServiceAccount", "ConfigMap",
-                  "Secret", "PersistentVolumeClaim")
+# What `kubectl get all,pvc,secret,cm` shows, and the rest a chart commonly leaves behind:
+# every workload kind, then the others, in the order they are deleted.
+LEFTOVER_KINDS = (*(kind.name for kind in KINDS), "ReplicaSet", "Pod", "HorizontalPodAutoscaler",
+                  "Service", "Ingress", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim")
 
 
 def cleanup(settings: Settings, deployment: Deployment) -> None:
@@ -56,10 +56,10 @@ def cleanup_parts(settings: Settings, deployment: Deployment) -> list[str]:
     namespace exists but is not this staging's.
     """
     # Every setting first: a ConfigError after the uninstall would skip the rest, for good.
-    from .remote_cleanup import plan
+    from ..remote_plan import plan
 
     target = resolve_target(settings, deployment)
-    timeout = settings.seconds("CLEANUP_TIMEOUT", 300)
+    timeout = settings.seconds("CLEANUP_TIMEOUT")
     selectors = pvc_selectors(settings, deployment)
     with_namespace = settings.flag("CLEANUP_NAMESPACE")
     _ = (settings.helm_driver, settings.helm_timeout, settings.kube_timeout)  # used below, checked now
@@ -114,37 +114,62 @@ def kubernetes_cleanup(settings: Settings, target: Target, deployment: Deploymen
             return []
         if record is not None and not is_gone(record):
             _attempt(failures, f"helm uninstall {target.release}", lambda: _uninstall(settings, target, deadline))
-        uninstall_failures = len(failures)
         found: dict[str, list[dict]] = {}  # filled as listed: a failure halfway keeps what was found
         _attempt(failures, "listing what is left", lambda: find_leftovers(
-            client, target, claim_templates(record),
+            client, target, Volumes(manifest.claim_templates((record or {}).get("manifest")),
+                                    first_recorded(client, target, settings.helm_driver) if items else ""),
             [*selectors, f"app.kubernetes.io/instance={target.release}"] if own_namespace else [],
             deadline, found))
     finally:
         client.close()
     _delete_leftovers(settings, target, live_names(found), deadline, failures)
-    # Last, once everything listed is gone (by helm or by kubectl): until then the marked
-    # record is what proves the rest ours to a second run.
-    if items and len(failures) == uninstall_failures:
+    # Last, and only when every part before succeeded: a failed uninstall may have left objects
+    # elsewhere (other namespaces, cluster-scoped ones), and until everything is gone the
+    # marked record is what lets a second run find and prove the rest ours.
+    if items and not failures:
         _attempt(failures, "deleting helm's records", lambda: _delete_records(settings, target, deadline))
     return failures
 
 
-def find_leftovers(client: KubeClient, target: Target, claims: list[tuple[str, str]],
-                   selectors: list[str], deadline: Deadline, found: dict[str, list[dict]]) -> None:
+class Volumes:
+    """The StatefulSet volumes of the release: named `<claim template>-<statefulset>-<n>` by the
+    controller, and created since the release's first record. The names come from a manifest
+    overrides shape (fullnameOverride=pg), so a name alone could be another party's leftover
+    `data-pg-0`; one older than the release cannot be the release's."""
+
+    def __init__(self, claims: list[tuple[str, str]], since: str) -> None:
+        self.pattern = re.compile("|".join(f"{re.escape(c)}-{re.escape(s)}-[0-9]+" for c, s in claims)) \
+            if claims and since else None
+        self.since = since  # an RFC 3339 UTC timestamp: such strings order as the times do
+
+    def ours(self, pvc: dict) -> bool:
+        meta = pvc.get("metadata") or {}
+        return bool(self.pattern and self.pattern.fullmatch(meta.get("name", ""))
+                    and (meta.get("creationTimestamp") or "") >= self.since)
+
+
+def first_recorded(client: KubeClient, target: Target, driver: str) -> str:
+    """When the release's first kept record was made (every revision, superseded ones too)."""
+    stamps = [(i.get("metadata") or {}).get("creationTimestamp") or ""
+              for i in storage_items(client, target.namespace, target.release, driver, superseded=True)]
+    return min((s for s in stamps if s), default="")
+
+
+def find_leftovers(client: KubeClient, target: Target, volumes: Volumes, selectors: list[str],
+                   deadline: Deadline, found: dict[str, list[dict]]) -> None:
     """What is left of the release, by kind, into `found`: objects helm made for it, the
-    volumes of its StatefulSets (by the controller's naming), and what the selectors match
-    (only passed in a namespace created for the staging)."""
+    volumes of its StatefulSets, and what the selectors match (only passed in a namespace
+    created for the staging)."""
     ns, release = target.namespace, target.release
     for kind in LEFTOVER_KINDS:
         deadline.check(f"listing {kind} objects")
-        found[kind] = [o for o in helm_objects(client, ns, release, kind) if not is_helm_record(o)]
+        # helm's records are not leftovers (they go last), and a namespace may hold many.
+        narrow = "owner!=helm" if kind in ("Secret", "ConfigMap") else None
+        found[kind] = [o for o in helm_objects(client, ns, release, kind, narrow) if not is_helm_record(o)]
     path = PATHS["PersistentVolumeClaim"].format(ns=ns)
-    if claims:
+    if volumes.pattern:
         deadline.check("listing PVCs of the StatefulSets")
-        pattern = re.compile("|".join(f"{re.escape(c)}-{re.escape(s)}-[0-9]+" for c, s in claims))
-        found["PersistentVolumeClaim"].extend(
-            o for o in client.list(path) if pattern.fullmatch(o["metadata"]["name"]))
+        found["PersistentVolumeClaim"].extend(o for o in client.list(path) if volumes.ours(o))
     for selector in selectors:
         deadline.check(f"listing PVCs by {selector}")
         found["PersistentVolumeClaim"].extend(client.list(path, label_selector=selector))
@@ -195,7 +220,7 @@ def delete_namespace(settings: Settings, target: Target, deployment: Deployment,
                      deadline: Deadline) -> None:
     """Only a namespace this tool created for this staging: never a shared one, never one
     someone else made or one adopted."""
-    template = settings.text("DEPLOY_NAMESPACE") or "{namespace}"
+    template = settings.text("DEPLOY_NAMESPACE")
     if not namespace_per_staging(settings):  # a shared namespace holds other deployments
         raise ExternalError(f"not deleted: CLEANUP_NAMESPACE=true needs a namespace per deployment, "
                             f"but DEPLOY_NAMESPACE={template} has no {{name}}")
@@ -217,7 +242,7 @@ def delete_namespace(settings: Settings, target: Target, deployment: Deployment,
 
 
 def _remote(planned, deployment: Deployment, deadline: Deadline) -> list[str]:
-    from .remote_cleanup import run_plan
+    from ..remote_plan import run_plan
 
     return [f"remote cleanup: {message}" for message in run_plan(planned, deployment, deadline)]
 

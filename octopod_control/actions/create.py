@@ -8,7 +8,7 @@ from __future__ import annotations
 from .. import locks, ownership
 from ..args import Deployment
 from ..errors import ExternalError
-from ..helm import PENDING_ERROR, Helm, process_timeout
+from ..helm import PENDING_ERROR, Helm
 from ..log import info as log
 from ..settings import Settings
 from ..target import Target, helm_for, resolve_chart, resolve_target
@@ -35,7 +35,7 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
     target = resolve_target(settings, deployment)
     chart = resolve_chart(settings.text("CHART"))
     helm = helm_for(settings, deployment.override_values())
-    wait = settings.flag("HELM_WAIT", True)
+    wait = settings.flag("HELM_WAIT")
     log(f"deploying {target.namespace}/{target.release} from {chart}"
         + (f" at tag {deployment.tag}" if deployment.tag else ""))
 
@@ -45,10 +45,9 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
             labels=ownership.release_labels(deployment), values_files=settings.words("VALUES_FILES"),
             version=settings.text("CHART_VERSION"), wait=wait)
 
-    from .archive import RestoreStep
+    from ..restoring import RestoreStep
 
-    # Wait as long as another run may hold it: an upgrade, a recovery and a second upgrade.
-    with locks.deployment_lock(settings, target, 2 * process_timeout(helm.timeout)):
+    with locks.deployment_lock(settings, target):
         claim(settings, target, deployment)
         # A restore after an archive: its reads run while helm works, its writes after a good upgrade.
         restore = RestoreStep(settings, target)
@@ -71,7 +70,8 @@ def claim(settings: Settings, target: Target, deployment: Deployment) -> None:
 
     client = client_for(settings)
     try:
-        ownership.verified_release(client, target, deployment, settings.helm_driver)
+        if not ownership.verified_release(client, target, deployment, settings.helm_driver):
+            ownership.check_no_orphans(client, target, deployment)  # a first install
         ownership.claim_namespace(settings, client, target, deployment)
     finally:
         client.close()

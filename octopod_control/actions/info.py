@@ -61,7 +61,7 @@ def release_ingresses(settings: Settings, deployment: Deployment) -> list[dict]:
 
 def info_lines(settings: Settings, deployment: Deployment) -> list[str]:
     pairs = configured_urls(settings, deployment)
-    if settings.flag("INFO_INGRESS", True):
+    if settings.flag("INFO_INGRESS"):
         try:
             pairs += ingress_urls(release_ingresses(settings, deployment))
         except (ExternalError, ConfigError) as exc:

@@ -222,7 +222,7 @@ def plan_docker_config(settings: Settings) -> PlannedFile | None:
                           f"{exc.colno}); nothing written") from None
     if not isinstance(parsed, dict):
         raise ConfigError("DOCKER_CONFIG_JSON: expected a JSON object such as {\"auths\": {...}}")
-    directory = settings.text("DOCKER_CONFIG") or str(home() / ".docker")
+    directory = settings.environ().get("DOCKER_CONFIG", "").strip() or str(home() / ".docker")
     return PlannedFile(Path(os.path.expanduser(directory)) / "config.json",
                        (raw.strip() + "\n").encode(), 0o600, "DOCKER_CONFIG_JSON")
 
@@ -271,7 +271,7 @@ def plan_helm_repo(settings: Settings) -> tuple[str, str, str, str] | None:
 
 
 def add_helm_repo(settings: Settings, name: str, url: str, username: str, password: str) -> None:
-    timeout = settings.seconds("HELM_REPO_TIMEOUT", 120)
+    timeout = settings.seconds("HELM_REPO_TIMEOUT")
     helm = helm_for(settings, [password] if password else [])
     log(f"helm repo add {name} {url}" + (f" (as {username}, password on stdin)" if username else ""))
     if not helm.repo_add(name, url, username=username, password=password, timeout=timeout).ok:

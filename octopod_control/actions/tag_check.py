@@ -24,9 +24,10 @@ def tag_check(settings: Settings, deployment: Deployment) -> None:
     if not deployment.tag:
         raise UsageError("--tag: required")
     from ..registry import (check_images, config_credentials, config_host, env_credentials,
-                            insecure_hosts, parse_images)
+                            insecure_hosts, parse_images, parse_realms)
 
     images = parse_images(raw)
+    realms = parse_realms(settings.text("REGISTRY_TOKEN_REALMS"))
     env = settings.environ()  # a credential helper's: without REGISTRY_PASSWORD
     # Checked up front: a half-set pair is a config error.
     from_env = env_credentials({n: settings.raw(n) for n in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD")})
@@ -35,8 +36,8 @@ def tag_check(settings: Settings, deployment: Deployment) -> None:
         "REGISTRY_AUTH_HOST") else images[0].registry
     results = check_images(
         images, deployment.tag,
-        timeout=settings.seconds("REGISTRY_TIMEOUT", 10),
-        insecure=insecure_hosts(settings.text("REGISTRY_INSECURE")),
+        timeout=settings.seconds("REGISTRY_TIMEOUT"),
+        insecure=insecure_hosts(settings.text("REGISTRY_INSECURE")), realms=realms,
         credentials=lambda registry, timeout: (from_env if from_env and registry == auth_host
                                                else config_credentials(registry, env, timeout)))
     failures: list[OctopodError] = []
