@@ -26,7 +26,7 @@ from tests.conftest import ROOT, run_script, tool
 from tests.support.processes import kill_helm_when
 from tests.test_bundle import OCTOPOD_ENV, UID, jail, reset_home  # noqa: F401 (jail: a fixture)
 from tests.test_create import helm_values, octopod_args
-from tests.test_lifecycle import get, kubectl, pvc, stop_pods
+from tests.test_lifecycle import act_as_controllers, get, kubectl, stop_pods
 
 LIFECYCLE = str(ROOT / "tests" / "charts" / "lifecycle")
 WORKLOADS = str(ROOT / "tests" / "charts" / "workloads")
@@ -103,18 +103,7 @@ def octopod_marks(obj: dict) -> list[str]:
 
 def run_pods(cluster, ns: str, release: str, db_replicas: int = 1) -> None:
     """The StatefulSet and ReplicaSet controllers' work for the lifecycle chart: PVCs, running Pods."""
-    for i in range(db_replicas):
-        cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
-                    pvc(f"data-{release}-db-{i}", {"app.kubernetes.io/instance": release,
-                                                   "app.kubernetes.io/component": "db"}))
-    for component, count in (("web", 2), ("db", db_replicas)):
-        for i in range(count):
-            cluster.api("POST", f"/api/v1/namespaces/{ns}/pods", {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": f"{release}-{component}-{i}", "labels": {
-                    "app.kubernetes.io/instance": release, "app.kubernetes.io/component": component}},
-                "spec": {"containers": [{"name": "app", "image": "app"}]}})
-    cluster.ready(ns)
+    act_as_controllers(cluster, ns, db_replicas, release)
 
 
 def create_lifecycle(cluster, scripts, ns: str, *extra: str, env: dict | None = None,

@@ -35,18 +35,18 @@ def replicas(env, ns) -> dict[str, int]:
             for kind, part in (("deployment", "web"), ("deployment", "worker"), ("statefulset", "db"))}
 
 
-def act_as_controllers(cluster, ns: str, db_replicas: int) -> None:
+def act_as_controllers(cluster, ns: str, db_replicas: int, release: str = NAME) -> None:
     """What the StatefulSet and ReplicaSet controllers would make: PVCs and running Pods."""
     for i in range(db_replicas):
-        labels = {"app.kubernetes.io/instance": NAME, "app.kubernetes.io/component": "db"}
-        if not cluster.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data-{NAME}-db-{i}"):
-            cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", pvc(f"data-{NAME}-db-{i}", labels))
+        labels = {"app.kubernetes.io/instance": release, "app.kubernetes.io/component": "db"}
+        if not cluster.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data-{release}-db-{i}"):
+            cluster.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", pvc(f"data-{release}-db-{i}", labels))
     for component, count in (("web", 2), ("db", db_replicas)):
         for i in range(count):
             cluster.api("POST", f"/api/v1/namespaces/{ns}/pods", {
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": f"{NAME}-{component}-{i}", "labels": {
-                    "app.kubernetes.io/instance": NAME, "app.kubernetes.io/component": component}},
+                "metadata": {"name": f"{release}-{component}-{i}", "labels": {
+                    "app.kubernetes.io/instance": release, "app.kubernetes.io/component": component}},
                 "spec": {"containers": [{"name": "app", "image": "app"}]}})
     cluster.ready(ns)  # Pods Running, PVCs Bound
 
