@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple, Union
 
 from .errors import UsageError
 from .log import warn
@@ -18,6 +18,23 @@ _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SEGMENT_FORBIDDEN = re.compile(r"[\s\[\]\x00-\x1f\x7f]")
+_NAME_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+_INDEX = re.compile(r"[-+]?[0-9]+")  # Go's strconv.Atoi, as helm reads an index
+# helm's strvals limits (pkg/strvals/parser.go, the same in helm 3.18 and 4.1): the largest list
+# index, and how many '.' may follow a name in one key.
+MAX_INDEX = 65536
+MAX_NESTING = 30
+
+# A values path: map keys (str) and list indexes (int).
+Path = tuple[Union[str, int], ...]
+
+
+class Override(NamedTuple):
+    """One --deployment-override: its key as written, the path it names, its value as given."""
+
+    key: str
+    path: Path
+    value: str
 
 
 @dataclass(frozen=True)
@@ -30,8 +47,8 @@ class Deployment:
     base_domain: str = ""
     tag: str = ""
     app_env: dict[str, str] = field(default_factory=dict)
-    # Keys are paths (tuples of segments); values are the strings as given.
-    deployment: dict[tuple[str, ...], str] = field(default_factory=dict)
+    # Every --deployment-override in the order given (helm applies --set in order too).
+    deployment: tuple[Override, ...] = ()
 
     def template_fields(self) -> dict[str, str]:
         return {
@@ -44,7 +61,7 @@ class Deployment:
 
     def override_values(self) -> list[str]:
         """Every override value: what must never reach a log."""
-        return list(self.app_env.values()) + list(self.deployment.values())
+        return list(self.app_env.values()) + [o.value for o in self.deployment]
 
 
 def _text(flag: str, value: str | None) -> str:
@@ -101,7 +118,8 @@ def parse_pairs(flag: str, raw: Iterable[str] | None) -> list[tuple[str, str]]:
 
 
 def split_path(flag: str, key: str) -> tuple[str, ...]:
-    """A dotted values path; '\\.' keeps a dot inside a segment, as with helm --set."""
+    """A setting's dotted values path (TAG_KEY, PROTECTED_VALUES...): map keys only; '\\.'
+    keeps a dot inside a segment, as with helm --set."""
     segments, current, escaped = [], [], False
     for char in key:
         if escaped:
@@ -122,8 +140,110 @@ def split_path(flag: str, key: str) -> tuple[str, ...]:
         raise UsageError(f"{flag}: key {shown!r} has an empty path segment")
     if any(_SEGMENT_FORBIDDEN.search(s) for s in segments):
         raise UsageError(f"{flag}: key {shown!r} holds whitespace, brackets or control characters "
-                         "(list indexes are not supported)")
+                         "(a setting's path is map keys only, no list index)")
     return tuple(segments)
+
+
+def _read_until(text: str, start: int, stops: str) -> tuple[str, int, str]:
+    """helm's runesUntil: (what was read, the position after the stop, the stop or '' at the
+    end); a backslash takes the next character as it is."""
+    out, i = [], start
+    while i < len(text):
+        char = text[i]
+        if char in stops:
+            return "".join(out), i + 1, char
+        if char == "\\":
+            if i + 1 == len(text):
+                break  # a trailing backslash escapes nothing: the key never ends
+            out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out), len(text), ""
+
+
+def parse_override(flag: str, item: str) -> Override:
+    """One KEY=VALUE whose key is read as helm's --set reads one (strvals): '.' between map
+    keys, `[N]` a list index (`a[0].b`, `a[0][1]`), a backslash keeping the next character
+    (`a\\.b` is one key holding a dot). The key ends at the first '=' no backslash escapes;
+    the value is the rest, byte for byte (never split at ',' nor read as a `{a,b}` list).
+
+    Refused as helm refuses them: an unescaped ',' in the key, anything but '.', '[' or '='
+    after ']', an index that is not an integer, negative, or above helm's 65536. Refused
+    here although helm takes them: an empty name (`.a`, `a..b`, `[0]`: helm ignores some of
+    those silently) and whitespace or control characters in a name.
+    """
+    item = _text(flag, item)
+    path: list[str | int] = []
+    key_end = _key_end(item)
+    # The key as written (never the value: up to the '=' that ends it, or the first '=').
+    shown = item[:key_end if key_end >= 0 else len(item.partition("=")[0])][:80]
+
+    def refuse(why: str) -> UsageError:
+        return UsageError(f"{flag}: key {shown!r} {why}")
+
+    position = 0
+    while True:  # a name, then what follows it
+        name, position, stop = _read_until(item, position, "=[,.")
+        if stop == "":
+            escaped = " (a backslash escapes the '=' after it)" if "=" in item else ""
+            raise UsageError(f"{flag}: {shown!r} has no '=' (expected KEY=VALUE){escaped}")
+        if not path and not name and stop == "=":
+            raise UsageError(f"{flag}: empty key (expected KEY=VALUE)")
+        if not name:
+            raise refuse("has an empty path segment")
+        if _NAME_FORBIDDEN.search(name):
+            raise refuse("holds whitespace or control characters")
+        if stop == ",":
+            raise refuse("holds ',', which ends a --set pair in helm (write '\\,' for a comma "
+                         "in a key)")
+        path.append(name)
+        if stop == "=":
+            break
+        if stop == ".":
+            continue
+        while True:  # stop == "[": indexes, then '.' or '=' (or another '[')
+            raw, position, stop = _read_until(item, position, "]")
+            if stop == "":
+                raise refuse("has a '[' without its ']'")
+            if not _INDEX.fullmatch(raw):
+                raise refuse(f"has [{raw}], which is not a list index")
+            index = int(raw)
+            if index < 0:
+                raise refuse(f"has the negative index {index}")
+            if index > MAX_INDEX:
+                raise refuse(f"has the index {index}, above helm's limit of {MAX_INDEX}")
+            path.append(index)
+            rest, position, stop = _read_until(item, position, "[.=")
+            if rest:
+                raise refuse(f"has {rest[:20]!r} after ']' (expected '.', '[' or '=')")
+            if stop == "":
+                raise UsageError(f"{flag}: {shown!r} has no '=' (expected KEY=VALUE)")
+            if stop != "[":
+                break
+        if stop == "=":
+            break
+    return Override(item[:position - 1], tuple(path), item[position:])
+
+
+def _key_end(item: str) -> int:
+    """Where the first '=' no backslash escapes is, or -1."""
+    i = 0
+    while i < len(item):
+        if item[i] == "\\":
+            i += 2
+        elif item[i] == "=":
+            return i
+        else:
+            i += 1
+    return -1
+
+
+def nesting(path: Path) -> int:
+    """How many '.' follow a name in the key (helm counts these against MAX_NESTING; a '.'
+    after ']' does not count)."""
+    return sum(1 for a, b in zip(path, path[1:]) if isinstance(a, str) and isinstance(b, str))
 
 
 def _last_wins(flag: str, pairs: list[tuple[object, str]], label) -> dict:
@@ -142,10 +262,16 @@ def parse_app_env(raw: Iterable[str] | None) -> dict[str, str]:
     return _last_wins("--app-env-override", pairs, str)
 
 
-def parse_deployment_overrides(raw: Iterable[str] | None) -> dict[tuple[str, ...], str]:
-    pairs = [(split_path("--deployment-override", k), v)
-             for k, v in parse_pairs("--deployment-override", raw)]
-    return _last_wins("--deployment-override", pairs, ".".join)
+def parse_deployment_overrides(raw: Iterable[str] | None) -> tuple[Override, ...]:
+    """Every override in the order given (applied in that order, as helm applies --set); a
+    path given twice warns, and the last value wins."""
+    overrides = tuple(parse_override("--deployment-override", item) for item in raw or ())
+    seen: set[Path] = set()
+    for override in overrides:
+        if override.path in seen:
+            warn(f"--deployment-override {override.key} given more than once; the last value wins")
+        seen.add(override.path)
+    return overrides
 
 
 def build_deployment(

@@ -45,8 +45,44 @@ def test_deployment_prefix_moves_overrides_under_a_key():
         "chart": {"values": {"a": {"b": 1}}}}
 
 
-def test_a_deeper_override_replaces_a_scalar():
-    assert tree(deployment_override=["a=1", "a.b=2"]) == {"a": {"b": 2}}
+def test_overrides_apply_in_order_as_helm_set_does():
+    assert tree(deployment_override=["a.b=1", "a=2"]) == {"a": 2}  # a value replaces a map
+    assert tree(deployment_override=["l[2]=x", "l[0].k=v"]) == {"l": [{"k": "v"}, None, "x"]}
+    with pytest.raises(UsageError, match="a already holds a value"):  # not a map: helm refuses too
+        tree(deployment_override=["a=1", "a.b=2"])
+
+
+@pytest.mark.parametrize("switched_off, absent", [
+    ("PROJECT_NAME_KEY", ("global", "project-name")),
+    ("BASE_DOMAIN_KEY", ("global", "base-domain")),
+])
+def test_an_empty_key_switches_its_value_off(switched_off, absent):
+    d = build_deployment({"NAMESPACE": "n"}, name="x", project_name="P", base_domain="d.com", tag="v1",
+                         deployment_override=[f"{'.'.join(absent)}=mine"])
+    values = build_values(d, {**KEYS, switched_off: ""})
+    assert values["global"][absent[1]] == "mine"  # not set by Octopod, and no longer protected
+    assert values["app"]["tag"] == "v1"
+
+
+def test_all_three_keys_off_leave_only_the_tag():
+    d = build_deployment({"NAMESPACE": "n"}, name="x", project_name="P", base_domain="d.com", tag="v1")
+    off = {**KEYS, "PROJECT_NAME_KEY": "", "BASE_DOMAIN_KEY": "", "APP_ENV_PREFIX": "", "TAG_KEY": "image.tag"}
+    assert build_values(d, off) == {"image": {"tag": "v1"}}
+
+
+def test_app_env_overrides_need_their_prefix():
+    d = build_deployment({"NAMESPACE": "n"}, name="x", app_env_override=["DB_URL=s3cr3t"])
+    with pytest.raises(UsageError) as caught:
+        build_values(d, {**KEYS, "APP_ENV_PREFIX": ""})
+    assert caught.value.exit_code == 64 and "s3cr3t" not in str(caught.value)
+    assert str(caught.value).startswith("--app-env-override DB_URL: app-env overrides are switched off "
+                                        "(APP_ENV_PREFIX is empty)")
+
+
+def test_the_tag_key_cannot_be_switched_off():
+    d = build_deployment({"NAMESPACE": "n"}, name="x", tag="v1")
+    with pytest.raises(ConfigError, match="TAG_KEY: must be a dotted values path"):
+        build_values(d, {**KEYS, "TAG_KEY": ""})
 
 
 def test_bad_key_setting_is_a_config_error():
@@ -97,7 +133,8 @@ def refused(protected=(), prefix="", allow_templates=False, **flags):
     return str(caught.value)
 
 
-PLATFORM = "serviceAccount.name image.repository ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/auth-url"
+PLATFORM = ("serviceAccount.name image.repository ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/auth-url "
+            "ingress.hosts tls.secretName")
 
 
 @pytest.mark.parametrize("override, prefix, message", [
@@ -124,6 +161,13 @@ PLATFORM = "serviceAccount.name image.repository ingress.annotations.nginx\\.ing
     ("tag=v9", "app", "--deployment-override tag (at app.tag, under DEPLOYMENT_OVERRIDE_PREFIX): sets "
                       "app.tag, which is protected (TAG_KEY)"),
     ("name=x", "serviceAccount", "(at serviceAccount.name, under DEPLOYMENT_OVERRIDE_PREFIX): sets"),
+    # By index: under a protected list, or replacing the list that holds a protected path.
+    ("ingress.hosts[0].host=evil.com", "", "--deployment-override ingress.hosts[0].host: lies under "
+                                          "ingress.hosts, which is protected (PROTECTED_VALUES)"),
+    ("tls[0].hosts[0]=x", "", "--deployment-override tls[0].hosts[0]: would replace tls.secretName"),
+    ("app[0]=x", "", "--deployment-override app[0]: would replace app.tag, which is protected (TAG_KEY)"),
+    ("hosts[1]=x", "ingress", "(at ingress.hosts[1], under DEPLOYMENT_OVERRIDE_PREFIX): lies under "
+                              "ingress.hosts"),
 ])
 def test_an_override_of_a_protected_path_is_refused(override, prefix, message):
     assert message in refused(PLATFORM.split(), prefix, deployment_override=[override])
@@ -133,6 +177,7 @@ def test_an_override_of_a_protected_path_is_refused(override, prefix, message):
     ("app.replicas=2", ""), ("app.tagged=1", ""), ("application.tag=1", ""), ("global.other=x", ""),
     ("serviceAccount.create=true", ""), ("image.tag=v1", ""), ("image.pullPolicy=Always", ""),
     ("ingress.annotations.other=x", ""), ("app.tag=1", "chart"), ("replicas=2", "app"),
+    ("ingress.tls[0].hosts[0]=x", ""), ("tls.other[0]=x", ""), ("images[0]=x", ""),
 ])
 def test_an_override_beside_the_protected_paths_is_applied(override, prefix):
     d = build_deployment({"NAMESPACE": "n"}, name="x", deployment_override=[override])
@@ -170,6 +215,9 @@ def test_a_bad_protected_path_is_a_config_error():
     d = build_deployment({"NAMESPACE": "n"}, name="x")
     with pytest.raises(ConfigError, match="PROTECTED_VALUES"):
         build_values(d, dict(KEYS), ["ok.path", "a..b"])
+    with pytest.raises(ConfigError, match="PROTECTED_VALUES: key 'ingress.hosts\\[0\\]' holds whitespace, "
+                                          "brackets or control characters \\(a setting's path is map keys"):
+        build_values(d, dict(KEYS), ["ingress.hosts[0]"])
 
 
 # -- the same through scripts/create: exit 64, one line, and no release ---------------------

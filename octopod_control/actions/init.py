@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ExternalError
 from ..files import ensure_dir, write_atomic
+from ..helm import oci_host
 from ..log import info as log
 from ..settings import PROJECT_ROOT, Settings
 from ..target import helm_for
@@ -26,6 +28,9 @@ BLOCK_BEGIN = "# >>> octopod-control: SSH_CONFIG (managed by init; edits here ar
 BLOCK_END = "# <<< octopod-control: SSH_CONFIG <<<"
 DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 DEFAULT_REPO_NAME = "octopod"
+# An oci:// reference's registry: a host name or an [IPv6] address, and a port.
+_REGISTRY_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                            r"(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,16 @@ def init(settings: Settings) -> None:
                            plan_ssh_config(settings), plan_kubeconfig(settings),
                            plan_docker_config(settings)) if p]
     repo = plan_helm_repo(settings)
+    login = plan_registry_login(settings)
     for item in planned:
         ensure_dir(item.path.parent, 0o700, enforce=item.own_dir)
         changed = write_atomic(item.path, item.data, item.mode)
         log(f"{item.what}: {'wrote' if changed else 'unchanged'} {item.path} ({item.mode:04o})")
     if repo:
         add_helm_repo(settings, *repo)
-    if not planned and not repo:
+    if login:
+        registry_login(settings, *login)
+    if not planned and not repo and not login:
         log("init: nothing configured, nothing to do")
 
 
@@ -246,8 +254,7 @@ def plan_helm_repo(settings: Settings) -> tuple[str, str, str, str] | None:
     if not url:
         return None
     if url.startswith("oci://"):
-        log("CHART_REPO_URL: an oci:// registry needs no `helm repo add`; skipped")
-        return None
+        return None  # a registry: no `helm repo add` (plan_registry_login logs in to it)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"CHART_REPO_URL={url!r}: expected an http(s):// chart repository URL")
     if "?" in url or "#" in url:
@@ -278,3 +285,45 @@ def add_helm_repo(settings: Settings, name: str, url: str, username: str, passwo
         raise ExternalError(f"helm repo add {name}: failed (helm's output is above)")
     if not helm.repo_update(timeout=timeout).ok:
         raise ExternalError("helm repo update: failed (helm's output is above)")
+
+
+def plan_registry_login(settings: Settings) -> tuple[list[str], str, str] | None:
+    """The registries of an `oci://` CHART and CHART_REPO_URL to log in to, with
+    HELM_REPO_USERNAME/HELM_REPO_PASSWORD; None without an oci:// reference or credentials
+    (anonymous pulls)."""
+    hosts: list[str] = []
+    for variable in ("CHART", "CHART_REPO_URL"):
+        reference = settings.text(variable)
+        if not reference.startswith("oci://"):
+            continue
+        if "?" in reference or "#" in reference:
+            raise ConfigError(f"{variable}: an oci:// reference has no query or fragment ('?' or '#')")
+        host = oci_host(reference) or ""
+        if "@" in host:
+            raise ConfigError(f"{variable}: holds credentials; put them in HELM_REPO_USERNAME and "
+                              "HELM_REPO_PASSWORD instead")
+        if not _REGISTRY_HOST.fullmatch(host):
+            raise ConfigError(f"{variable}={reference!r}: expected oci://registry-host[:port]/path")
+        if host not in hosts:
+            hosts.append(host)
+    if not hosts:
+        return None
+    username = settings.text("HELM_REPO_USERNAME")
+    password = settings.raw("HELM_REPO_PASSWORD")  # not stripped: it may begin or end with a space
+    if bool(username) != bool(password):
+        raise ConfigError("HELM_REPO_USERNAME and HELM_REPO_PASSWORD: set both or neither")
+    if not username:
+        log(f"oci:// chart registry {', '.join(hosts)}: no HELM_REPO_USERNAME/HELM_REPO_PASSWORD, "
+            "so no login (anonymous pulls)")
+        return None
+    return hosts, username, password
+
+
+def registry_login(settings: Settings, hosts: list[str], username: str, password: str) -> None:
+    timeout = settings.seconds("HELM_REPO_TIMEOUT")
+    helm = helm_for(settings, [password])
+    for host in hosts:
+        plain = " over plain http (REGISTRY_INSECURE)" if helm.plain_http(f"oci://{host}") else ""
+        log(f"helm registry login {host} (as {username}, password on stdin){plain}")
+        if not helm.registry_login(host, username, password, timeout=timeout).ok:
+            raise ExternalError(f"helm registry login {host}: failed (helm's output is above)")
