@@ -6,7 +6,7 @@ variable); `env/defaults.env` and README's configuration table are generated fro
 one entry in VARIABLES: nothing else writes its default.
 
 Types: text, flag (1/true/yes/on or 0/false/no/off/empty), seconds (0 < s <= 86400),
-words (whitespace-separated), choice (one of a few words, aliases allowed), template
+count (a whole number, 0 to 1000), words (whitespace-separated), choice (one of a few words, aliases allowed), template
 (`{name}` `{namespace}` `{project_name}` `{base_domain}` `{tag}`). A variable whose
 `blank` is "default" takes its default when set empty (a tool path, a timeout); for the
 others empty is a value (no prefix, no list, off).
@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Iterator
 
 TEXT, FLAG, SECONDS, WORDS, CHOICE, TEMPLATE = "text", "flag", "seconds", "words", "choice", "template"
+COUNT = "count"
 
 
 class Var:
@@ -80,8 +81,8 @@ VARIABLES: list[Var] = [
             "local path (absolute, or relative to the current directory, else to the project root), "
             "`repo/chart`, or `oci://`", "oci://ghcr.io/acme/charts/app"),
         Var("CHART_VERSION", TEXT, "", "`--version`", "1.4.2", empty="latest"),
-        Var("CHART_REPO_URL", TEXT, "", "repository `init` adds for `repo/chart`; no `?query` or "
-            "`#fragment` (exit 78)", "https://charts.acme.io"),
+        Var("CHART_REPO_URL", TEXT, "", "repository `init` adds for `repo/chart` (an `oci://` one: the "
+            "registry `init` logs in to); no `?query` or `#fragment` (exit 78)", "https://charts.acme.io"),
         Var("RELEASE_NAME", TEMPLATE, "{name}", "helm release name template", "{project_name}-{name}",
             blank="default"),
         Var("DEPLOY_NAMESPACE", TEMPLATE, "{namespace}",
@@ -92,23 +93,53 @@ VARIABLES: list[Var] = [
         Var("HELM_WAIT", FLAG, "true", "wait for readiness in create/update", "false"),
         Var("CREATE_NAMESPACE", FLAG, "false", "create a shared `DEPLOY_NAMESPACE` when absent "
             "(marked, never deleted); a per-staging one is always created", "true"),
-        Var("VALUES_FILES", WORDS, "", "extra values files, before the overrides",
+        Var("VALUES_FILES", WORDS, "", "extra values files, before `VALUES_TEMPLATES` and the overrides",
             "/etc/octopod/common.yaml"),
+    ),
+    *_section(
+        "create and update: following the rollout while helm waits",
+        Var("PROGRESS_INTERVAL", SECONDS, "10", "with `HELM_WAIT=true`: a stderr line whenever a "
+            "workload's state changes, and one naming what is still not ready at least this often "
+            "([docs/rollout.md](docs/rollout.md))", "30", blank="default"),
+        Var("FAIL_FAST", FLAG, "true", "stop waiting, well before `HELM_TIMEOUT`, once the rollout fails "
+            "in a way that will not fix itself (the rules: [docs/rollout.md](docs/rollout.md)); helm is "
+            "stopped, the release left failed, the failure diagnosed; `false`: only `HELM_TIMEOUT` ends "
+            "the wait", "false"),
+        Var("FAIL_FAST_GRACE", SECONDS, "30", "seconds a container may stay waiting in `ErrImagePull`/"
+            "`ImagePullBackOff`, `InvalidImageName`, `CreateContainerConfigError` or "
+            "`CreateContainerError` before that fails the rollout", "60", blank="default"),
+        Var("FAIL_FAST_RESTARTS", COUNT, "3", "restarts at which a container in `CrashLoopBackOff` fails "
+            "the rollout", "5", blank="default"),
+        Var("LOG_TAIL_LINES", COUNT, "20", "lines of each failing container's log in a failed rollout's "
+            "diagnosis (the previous container's for a crash loop; 0: no log)", "50", blank="default"),
     ),
     *_section(
         "Where Octopod's arguments land in the chart's values",
         Var("TAG_KEY", TEXT, "app.tag", "where `--tag` lands (and where `check` reads the running tag)",
             "image.tag"),
-        Var("PROJECT_NAME_KEY", TEXT, "global.project-name", "where `--project-name` lands", "projectName"),
-        Var("BASE_DOMAIN_KEY", TEXT, "global.base-domain", "where `--base-domain` lands", "ingress.domain"),
-        Var("APP_ENV_PREFIX", TEXT, "app.env", "where app-env overrides land", "env"),
+        Var("PROJECT_NAME_KEY", TEXT, "global.project-name", "where `--project-name` lands; set empty, "
+            "it is not set at all (a chart whose `values.schema.json` refuses unknown keys)", "projectName"),
+        Var("BASE_DOMAIN_KEY", TEXT, "global.base-domain", "where `--base-domain` lands; set empty, it is "
+            "not set at all", "ingress.domain"),
+        Var("APP_ENV_PREFIX", TEXT, "app.env", "where app-env overrides land; set empty, app-env overrides "
+            "are switched off (one given is exit 64)", "env"),
         Var("DEPLOYMENT_OVERRIDE_PREFIX", TEXT, "", "where deployment overrides land", "app",
             empty="the root"),
-        Var("PROTECTED_VALUES", WORDS, "", "values paths (from the root, whitespace-separated) no "
-            "deployment override may set, lie under or replace", "serviceAccount.name image.repository",
+        Var("PROTECTED_VALUES", WORDS, "", "values paths (from the root, whitespace-separated, map keys "
+            "only) no deployment override may set, lie under or replace (an override by list index "
+            "replaces the whole list)", "serviceAccount.name image.repository",
             empty="only the four paths above"),
         Var("ALLOW_TEMPLATE_VALUES", FLAG, "false", "accept override values holding `{{` (refused by "
             "default: charts using `tpl` would run them)", "true"),
+    ),
+    *_section(
+        "Per-staging values",
+        Var("VALUES_TEMPLATES", WORDS, "", "values files (whitespace-separated; absolute, or relative to "
+            "the current directory, else to the project root) whose string values may hold `{name}`, "
+            "`{namespace}`, `{project_name}`, `{base_domain}`, `{tag}`, rendered per deployment and applied "
+            "after `VALUES_FILES`, before the overrides; only string values are rendered, and stay "
+            "strings; an unknown placeholder or an unreadable file is exit 78 "
+            "([docs/charts.md](docs/charts.md))", "/etc/octopod/staging.yaml"),
     ),
     *_section(
         "info",
@@ -128,7 +159,8 @@ VARIABLES: list[Var] = [
         Var("REGISTRY_AUTH_HOST", TEXT, "", "the one registry the pair above is sent to; others use "
             "docker config or go anonymous", "registry.example.com", empty="the first image's registry"),
         Var("REGISTRY_INSECURE", TEXT, "false", "plain http for every registry (`true`) or the listed "
-            "hosts (comma-separated)", "registry.local:5000"),
+            "hosts (comma-separated): tag checks, and helm's `--plain-http` for an `oci://` chart's "
+            "registry (login, install, upgrade)", "registry.local:5000"),
         Var("REGISTRY_TOKEN_REALMS", TEXT, "", "token services on another host that may receive a "
             "registry's credentials, as comma-separated `registry=realm-host` pairs (Docker Hub's and "
             "gitlab.com's are built in; any other realm gets an anonymous token request)",
@@ -164,11 +196,12 @@ VARIABLES: list[Var] = [
             '`{"auths": {...}}`', withheld=True),
         Var("HELM_REPO_NAME", TEXT, "", "name `init` adds `CHART_REPO_URL` under", "acme",
             empty="`repo` of `CHART=repo/chart`, else `octopod`"),
-        Var("HELM_REPO_USERNAME", TEXT, "", "repository user", "bot"),
+        Var("HELM_REPO_USERNAME", TEXT, "", "repository user (for an `oci://` chart: `init` runs `helm "
+            "registry login`)", "bot"),
         Var("HELM_REPO_PASSWORD", TEXT, "", "repository password; it reaches helm on stdin", "a token",
             withheld=True),
-        Var("HELM_REPO_TIMEOUT", SECONDS, "120", "seconds for each `helm repo` command", "60",
-            blank="default"),
+        Var("HELM_REPO_TIMEOUT", SECONDS, "120", "seconds for each `helm repo` or `helm registry` "
+            "command (and create's one refresh of a stale repository index)", "60", blank="default"),
         Var("REMOTE_CLEANUP_HOSTS", TEXT, "", "hosts cleanup reaches over SSH, `[user@]host[:port]`, "
             "comma-separated", "cleanup@db1.example.com,files.example.com:2222", empty="none"),
         Var("REMOTE_CLEANUP_COMMANDS", TEXT, "", "command templates, one a line; values shell-quoted "

@@ -10,9 +10,10 @@ import json
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from . import log, process
 from .errors import ExternalError
@@ -29,6 +30,8 @@ def process_timeout(timeout: float) -> float:
 PENDING_ERROR = "another operation (install/upgrade/rollback) is in progress"
 CLIENT_SIDE_APPLY_ERROR = "forceConflicts enabled when serverSideApply disabled"
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")
+# helm's word for a chart or version its cached repository index lacks (or a missing index).
+STALE_INDEX = "(try 'helm repo update')"
 
 
 def cache_dir() -> Path:
@@ -42,13 +45,15 @@ class Helm:
     env: Mapping[str, str]
     timeout: float  # helm's own --timeout, seconds
     secrets: list[str] = field(default_factory=list)
+    insecure: str = "false"  # REGISTRY_INSECURE: which oci:// registries get --plain-http
     _major: int | None = None
+    _refreshed: set[str] = field(default_factory=set)  # repositories refreshed in this run
 
     def _run(self, args: list[str], *, echo: bool = False, stdin: str | None = None,
-             timeout: float | None = None) -> process.Result:
+             timeout: float | None = None, stop: threading.Event | None = None) -> process.Result:
         return process.run([self.binary, *args], env=self.env, stdin=stdin, echo=echo,
                            secrets=self.secrets, merge_stderr=echo,
-                           timeout=timeout or process_timeout(self.timeout))
+                           timeout=timeout or process_timeout(self.timeout), stop=stop)
 
     # -- version
     @property
@@ -89,13 +94,16 @@ class Helm:
     # -- operations
     def upgrade_install(self, release: str, chart: str, namespace: str, *, values: str,
                         labels: Mapping[str, str], values_files: Iterable[str] = (),
-                        version: str = "", wait: bool = True) -> process.Result:
+                        version: str = "", wait: bool = True,
+                        stop: threading.Event | None = None) -> process.Result:
         """helm upgrade --install, the release marked with `labels`; on helm 4, taking back
         fields other managers changed. Never --take-ownership: helm keeps refusing objects
-        that another release (or no release) owns."""
+        that another release (or no release) owns. Setting `stop` (create's rollout follow,
+        failing fast) ends helm as a timeout would: SIGTERM, on which helm marks the release
+        failed; the Result says `stopped`."""
         run = functools.partial(self._upgrade_install, release, chart, namespace, values=values,
                                 labels=labels, values_files=list(values_files), version=version,
-                                wait=wait)
+                                wait=wait, stop=stop)
         if self.major < 4:
             return run(force_conflicts=False)
         # helm 4 applies server-side: a field another manager touched (archive's replica
@@ -103,7 +111,7 @@ class Helm:
         # complete desired state. A release helm 3 installed keeps client-side apply
         # (helm's "auto"), where --force-conflicts is refused and not needed.
         result = run(force_conflicts=True)
-        if not result.ok and CLIENT_SIDE_APPLY_ERROR in result.output:
+        if not result.ok and not result.stopped and CLIENT_SIDE_APPLY_ERROR in result.output:
             log.info(f"release {release} uses client-side apply (installed by helm 3); "
                      "upgrading without --force-conflicts")
             result = run(force_conflicts=False)
@@ -111,20 +119,22 @@ class Helm:
 
     def _upgrade_install(self, release: str, chart: str, namespace: str, *, values: str,
                          labels: Mapping[str, str], values_files: list[str], version: str,
-                         wait: bool, force_conflicts: bool) -> process.Result:
+                         wait: bool, force_conflicts: bool,
+                         stop: threading.Event | None = None) -> process.Result:
         args = ["upgrade", "--install", release, chart, "--namespace", namespace,
                 "--reset-values", "--hide-notes", "--timeout", f"{int(self.timeout)}s"]
         if labels:
             args += ["--labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items()))]
         if version:
             args += ["--version", version]
+        args += self.plain_http(chart)
         args += self.wait_flags(wait)
         if force_conflicts:
             args.append("--force-conflicts")
         for path in values_files:
             args += ["--values", path]
         args += ["--values", "-"]  # ours last: the overrides win
-        return self._run(args, echo=True, stdin=values)
+        return self._run(args, echo=True, stdin=values, stop=stop)
 
     def history(self, release: str, namespace: str) -> list[dict]:
         """Revisions of a release, oldest first; [] when there is none."""
@@ -158,13 +168,80 @@ class Helm:
             args += ["--username", username, "--password-stdin"]
         return self._run(args, echo=True, stdin=password if username else None, timeout=timeout)
 
-    def repo_update(self, *, timeout: float = 120) -> process.Result:
-        """Refresh every repository's index; a failed download is a failure on helm 3 too."""
-        args = ["repo", "update"] + (["--fail-on-repo-update-fail"] if self.major == 3 else [])
+    def repo_update(self, *names: str, timeout: float = 120) -> process.Result:
+        """Refresh the named repositories' indexes (every one's without names); a failed
+        download is a failure on helm 3 too."""
+        args = ["repo", "update", *names] + (["--fail-on-repo-update-fail"] if self.major == 3 else [])
         return self._run(args, echo=True, timeout=timeout)
+
+    def with_fresh_index(self, chart: str, version: str, run: Callable[[], process.Result], *,
+                         timeout: float) -> process.Result:
+        """run(); when helm says a `repo/chart` (or its version) is missing from the cached index
+        of its repository (published after `init`, say), refresh that one repository, once a
+        run, and run() again. Still missing: one line naming the chart and the version."""
+        result = run()
+        repo = repository_of(chart)
+        if result.ok or repo is None or STALE_INDEX not in result.output:
+            return result
+        wanted = f"{chart} version {version}" if version else chart
+        if repo not in self._refreshed:
+            self._refreshed.add(repo)
+            log.info(f"{wanted}: not in the cached index of repository {repo}; refreshing that "
+                     "repository once")
+            if not self.repo_update(repo, timeout=timeout).ok:
+                raise ExternalError(f"helm repo update {repo}: failed (helm's output is above)")
+            result = run()
+            if result.ok or STALE_INDEX not in result.output:
+                return result
+        raise ExternalError(f"{wanted}: not found in repository {repo}, even with its index "
+                            "refreshed just now")
+
+    # -- OCI registries
+    def plain_http(self, reference: str) -> list[str]:
+        """`--plain-http` for an `oci://` reference whose registry REGISTRY_INSECURE lists (or
+        every registry, when it is true); nothing otherwise."""
+        host = oci_host(reference)
+        return ["--plain-http"] if host and insecure_registry(host, self.insecure) else []
+
+    def registry_login(self, host: str, username: str, password: str, *,
+                       timeout: float = 120) -> process.Result:
+        """helm registry login, the password on stdin (never in argv); helm keeps the
+        credentials in its own registry config (~/.config/helm/registry/config.json)."""
+        args = ["registry", "login", host, "--username", username, "--password-stdin",
+                *self.plain_http(f"oci://{host}")]
+        return self._run(args, echo=True, stdin=password, timeout=timeout)
 
     def _api_timeout(self) -> float:
         return min(process_timeout(self.timeout), 120)
+
+
+def repository_of(chart: str) -> str | None:
+    """The repository of a `repo/chart` reference; None for a path, a URL or `oci://`."""
+    head, sep, tail = chart.partition("/")
+    if not sep or not head or not tail or "://" in chart or chart.startswith((".", "~")):
+        return None
+    return head
+
+
+def oci_host(reference: str) -> str | None:
+    """The registry (host[:port]) of an `oci://` reference; None for anything else."""
+    if not reference.startswith("oci://"):
+        return None
+    return reference[len("oci://"):].split("/", 1)[0] or None
+
+
+def insecure_registry(host: str, insecure: str) -> bool:
+    """REGISTRY_INSECURE as tag_check reads it: true (every registry), false, or hosts
+    (`host` or `host:port`, comma-separated)."""
+    from .settings import FALSE_WORDS, TRUE_WORDS
+
+    value = insecure.strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    listed = {h.strip() for h in value.split(",") if h.strip()}
+    return host.lower() in listed or host.lower().rsplit(":", 1)[0] in listed
 
 
 def _resolve(binary: str, env: Mapping[str, str]) -> str:

@@ -241,17 +241,21 @@ class KubeClient:
         return headers
 
     def request(self, method: str, path: str, params: Mapping[str, str] | None = None,
-                deadline: Deadline | None = None) -> Any:
+                deadline: Deadline | None = None, *, text: bool = False) -> Any:
         """One API call without a body (reads go here; changes go through kubectl); returns the
-        decoded JSON, 404 raises NotFound. The whole exchange (connect, send, every read) ends
-        by the deadline, by default KUBE_TIMEOUT from now."""
+        decoded JSON (with text, the body as text: a container's log), 404 raises NotFound. The
+        whole exchange (connect, send, every read) ends by the deadline, by default KUBE_TIMEOUT
+        from now."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         self.requests += 1
         what = f"{method} {path}"
         deadline = deadline or Deadline(self.timeout, "KUBE_TIMEOUT")
         try:
             conn = self._connection()
-            conn.request(method, path + query, headers=self._headers(), deadline=deadline.end)
+            headers = self._headers()
+            if text:
+                headers["Accept"] = "text/plain, */*"
+            conn.request(method, path + query, headers=headers, deadline=deadline.end)
             response = conn.getresponse()
             data = response.read()
         except TimeoutError:
@@ -274,9 +278,12 @@ class KubeClient:
                                 f"401 {_status_message(data) or 'Unauthorized'}")
         if response.status >= 400:
             raise ExternalError(f"Kubernetes API: {what}: {response.status} {_status_message(data)}")
+        if text:
+            return data.decode("utf-8", "replace")
         return json.loads(data) if data else None
 
-    def list(self, path: str, label_selector: str | None = None) -> list[dict]:
+    def list(self, path: str, label_selector: str | None = None,
+             field_selector: str | None = None) -> list[dict]:
         """Every item of a collection (following continue tokens); [] for a missing namespace.
 
         One call: all its pages together get KUBE_TIMEOUT."""
@@ -284,6 +291,8 @@ class KubeClient:
         params: dict[str, str] = {"limit": "500"}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         deadline = Deadline(self.timeout, "KUBE_TIMEOUT")
         while True:
             try:

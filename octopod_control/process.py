@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -36,6 +37,7 @@ class Result:
     returncode: int
     output: str  # stdout (and stderr when merged), redacted
     errors: str = ""  # stderr when not merged, redacted
+    stopped: bool = False  # ended by the caller's stop event (its process group killed)
 
     @property
     def ok(self) -> bool:
@@ -225,11 +227,14 @@ def run(
     echo: bool = False,
     merge_stderr: bool = True,
     what: str | None = None,
+    stop: threading.Event | None = None,
 ) -> Result:
     """Run argv, bounded by timeout; with echo, stream its output to our stderr as it comes.
 
     Returns the (redacted) output whatever the exit code; raises ExternalError only
-    when the command cannot start or runs out of time.
+    when the command cannot start or runs out of time. Once `stop` is set (by another
+    thread), the process group is ended as on a timeout (SIGTERM, SIGKILL 5 s later) and
+    the Result says `stopped`.
     """
     argv = list(argv)
     what = what or describe(argv)
@@ -273,13 +278,32 @@ def run(
                                         daemon=True))
         readers[-1].start()
     try:
-        proc.wait(timeout=timeout)
+        stopped = _wait(proc, timeout, stop)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise ExternalError(f"{what}: timed out after {timeout:g}s") from None
     for reader in readers:
         reader.join(timeout=5)
-    return Result(argv, proc.returncode, "".join(chunks), "".join(errors))
+    return Result(argv, proc.returncode, "".join(chunks), "".join(errors), stopped)
+
+
+def _wait(proc: subprocess.Popen, timeout: float, stop: threading.Event | None) -> bool:
+    """Wait for the process; True when `stop` was set first and its group has been ended."""
+    if stop is None:
+        proc.wait(timeout=timeout)
+        return False
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        if stop.wait(min(left, 0.1)):
+            if proc.poll() is not None:
+                return False  # it had ended on its own: its exit code stands
+            _kill_group(proc)
+            return True
+        if proc.poll() is not None:
+            return False
 
 
 def _emit(text: str, sink: list[str], to_stderr: bool) -> None:

@@ -13,7 +13,7 @@ import string
 from pathlib import Path
 from typing import Mapping
 
-from .config import CHOICE, FLAG, SCHEMA, SECONDS, TEMPLATE, VARIABLES, WORDS
+from .config import CHOICE, COUNT, FLAG, SCHEMA, SECONDS, TEMPLATE, VARIABLES, WORDS
 from .errors import ConfigError
 from .frozen import child_environ
 
@@ -139,6 +139,13 @@ class Settings:
         if not 0 < value <= 86400:
             raise ConfigError(f"{name}={raw!r}: expected between 0 and 86400 seconds")
         return value
+
+    def count(self, name: str) -> int:
+        """A whole number from 0 to 1000 (restarts, lines)."""
+        raw = self.text(_typed(name, COUNT))
+        if not (raw.isascii() and raw.isdigit()) or int(raw) > 1000:
+            raise ConfigError(f"{name}={raw!r}: expected a whole number from 0 to 1000")
+        return int(raw)
 
     def words(self, name: str) -> list[str]:
         return self.text(_typed(name, WORDS)).split()

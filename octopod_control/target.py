@@ -68,7 +68,8 @@ def helm_for(settings: Settings, secrets: list[str] | None = None) -> Helm:
     from .helm import Helm
     from .incluster import tool_environ
 
-    return Helm(settings.helm_bin, tool_environ(settings), settings.helm_timeout, list(secrets or []))
+    return Helm(settings.helm_bin, tool_environ(settings), settings.helm_timeout, list(secrets or []),
+                insecure=settings.text("REGISTRY_INSECURE"))
 
 
 def resolve_chart(chart: str) -> str:

@@ -2,7 +2,9 @@
 
 The emulator (octopod_dev/emulator/kube_emu.py) serves the Kubernetes API that real
 helm and kubectl talk to, but runs no controllers: this demo plays their part
-(it marks workloads ready) and says so. Nothing here touches a real cluster.
+(it marks workloads ready) and says so. One update rolls a tag that does not exist:
+the demo plays the kubelet failing to pull it, and create's rollout follow stops helm
+within seconds and says why; the next update fixes it. Nothing here touches a real cluster.
 """
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ SCRIPTS = ROOT / "scripts"
 TOOLS = ROOT / ".tools" / "bin"
 NAMESPACE = "octopod-demo"
 NAME = "feature-login"
+BAD_TAG = "v1.1.0-typo"
+# What the demo's kubelet does with each step's rollout: marks it ready, or fails to pull its image.
+READY, PULL_FAILS = "ready", "pull-fails"
+FAIL_FAST_GRACE = "5"  # the demo's; the default 30 s lets a registry hiccup recover
 
 STEPS: list[tuple[str, list[str], str]] = [
     ("create", ["--tag", "v1.0.0",
@@ -29,8 +35,11 @@ STEPS: list[tuple[str, list[str], str]] = [
                 "--deployment-override", "app.replicas=2"], "deploy the staging"),
     ("check", ["--tag", "v1.0.0"], "is it healthy and on the right tag?"),
     ("info", [], "the URLs Octopod shows"),
+    ("update", ["--tag", BAD_TAG, "--app-env-override", "GREETING=hello again",
+                "--deployment-override", "app.replicas=2"],
+     "roll a tag that does not exist: the rollout fails fast and says why (expected: exit 1)"),
     ("update", ["--tag", "v1.1.0", "--app-env-override", "GREETING=hello again",
-                "--deployment-override", "app.replicas=2"], "roll a new tag"),
+                "--deployment-override", "app.replicas=2"], "roll the right tag: the update fixes it"),
     ("check", ["--tag", "v1.1.0"], "healthy on the new tag?"),
     ("archive", [], "free the compute, keep the data"),
     ("archive_check", [], "is the compute gone?"),
@@ -73,7 +82,7 @@ def demo_environment(kubeconfig: Path, work: Path, helm: str | None) -> dict[str
     env.update(
         HOME=str(work), XDG_CACHE_HOME=str(work / ".cache"),
         KUBECONFIG=str(kubeconfig), PROJECT_NAME="demo", BASE_DOMAIN="staging.example.com",
-        NAMESPACE=NAMESPACE, HELM_TIMEOUT="60",
+        NAMESPACE=NAMESPACE, HELM_TIMEOUT="60", FAIL_FAST_GRACE=FAIL_FAST_GRACE,
         HELM_BIN=helm or os.environ.get("HELM_BIN") or str(TOOLS / "helm4"),
         KUBECTL_BIN=os.environ.get("KUBECTL_BIN") or str(TOOLS / "kubectl"),
     )
@@ -85,18 +94,43 @@ def step(cluster, env: dict[str, str], script: str, args: list[str], purpose: st
             "--namespace", NAMESPACE, "--name", NAME, *args]
     say(f"--- {script}: {purpose}")
     say("$ " + " ".join(shlex.quote(a) for a in [f"scripts/{script}", *argv[1:]]))
-    if script in ("create", "update"):
+    play = (PULL_FAILS if BAD_TAG in args else READY) if script in ("create", "update") else None
+    if play == READY:
         say("  (simulation: the demo marks the workloads ready, as Kubernetes controllers would)")
+    elif play == PULL_FAILS:
+        say(f"  (simulation: the demo plays the kubelet failing to pull :{BAD_TAG}, with its events; "
+            f"FAIL_FAST_GRACE={FAIL_FAST_GRACE} here)")
     started = time.monotonic()
-    controller = cluster.controller(NAMESPACE) if script in ("create", "update") else nullcontext()
-    with controller:
+    with simulation(cluster, play):
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - started
     for line in done.stderr.splitlines():
         say(f"  stderr| {line}")
     for line in done.stdout.splitlines():
         say(f"  stdout| {line}")
-    ok = done.returncode == 0
-    say(f"  => exit {done.returncode} in {elapsed:.2f}s {'ok' if ok else 'FAILED'}\n")
+    expected = 1 if play == PULL_FAILS else 0
+    ok = done.returncode == expected
+    verdict = "ok" if ok else "FAILED"
+    if ok and expected:
+        verdict = "ok: failed as it should, and said why"
+    say(f"  => exit {done.returncode} in {elapsed:.2f}s {verdict}\n")
     return 0 if ok else 1
+
+
+def simulation(cluster, play: str | None):
+    """The controllers and the kubelet, as the step needs them (None: nothing to play)."""
+    if play == READY:
+        return cluster.controller(NAMESPACE)
+    if play != PULL_FAILS:
+        return nullcontext()
+    image = f"registry.example.com/example/app:{BAD_TAG}"
+
+    def kubelet_events(pod: dict) -> None:
+        cluster.event(pod, "Failed", f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
+                                     f'failed to pull and unpack image "{image}": manifest unknown', count=2)
+        cluster.event(pod, "Failed", "Error: ErrImagePull", count=2)
+        cluster.event(pod, "Failed", "Error: ImagePullBackOff", count=3)
+
+    return cluster.kubelet(NAMESPACE, f"{NAME}-app", {"state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}}, then=kubelet_events)
 

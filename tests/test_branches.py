@@ -561,11 +561,15 @@ QUOTA = ('pods "rf-d0-5c4f8b-x7k2p" is forbidden: exceeded quota: compute, reque
          'used: cpu=4, limited: cpu=4')
 
 
+UNAVAILABLE = "not available (MinimumReplicasUnavailable)"
+
+
 @pytest.mark.parametrize("available, code, line", [
-    (1, 2, f"deployment/rf-d0: partial, 1/2 available, 1 updated: replica failure: {QUOTA}"),
-    (0, 1, f"deployment/rf-d0: failed, 0/2 available, 0 updated: replica failure: {QUOTA}"),
-    # Every count met while the condition lingers: today's verdict is ready (it is only a reason).
-    (2, 0, None),
+    (1, 2, f"deployment/rf-d0: partial, 1/2 available, 1 updated: {UNAVAILABLE}; replica failure: {QUOTA}"),
+    (0, 1, f"deployment/rf-d0: failed, 0/2 available, 0 updated: {UNAVAILABLE}; replica failure: {QUOTA}"),
+    # Every count met while the Available condition is still False: not ready (kstatus's
+    # DeploymentNotAvailable), the condition and the failure its reasons.
+    (2, 2, f"deployment/rf-d0: partial, 2/2 available, 2 updated: {UNAVAILABLE}; replica failure: {QUOTA}"),
 ], ids=["partial", "none-available", "counts-met"])
 def test_check_reports_a_deployment_replica_failure(cluster, scripts, namespace, available, code, line):
     env = {"CHART": WORKLOADS, "HELM_WAIT": "false"}

@@ -144,6 +144,30 @@ def test_statefulset_rollout_in_progress_is_partial(cluster, scripts, namespace)
     assert done.returncode == 2 and "rolling update in progress" in done.stderr
 
 
+def test_kstatus_cases_through_check(cluster, scripts, namespace):
+    """Three of kstatus's cases (tests/test_kinds.py has its whole table) as check reports them:
+    each counts met, each not ready, with the reason kstatus names."""
+    create(scripts, "ks", "--deployment-override", "statefulset=true", "--deployment-override", "daemonset=true")
+    cluster.ready(namespace)
+    assert check(scripts, "ks").returncode == 0
+    set_status(cluster, namespace, deploy_path(namespace, "ks-d0"), {  # depNotAvailable
+        "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+        "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+                       {"type": "Available", "status": "False"}]})
+    set_status(cluster, namespace, f"/apis/apps/v1/namespaces/{namespace}/statefulsets/ks-db", {  # stsExtraPods
+        "replicas": 4, "readyReplicas": 2, "currentReplicas": 2, "updatedReplicas": 2,
+        "currentRevision": "r", "updateRevision": "r"})
+    set_status(cluster, namespace, f"/apis/apps/v1/namespaces/{namespace}/daemonsets/ks-agent", {  # dsLessReady
+        "desiredNumberScheduled": 4, "currentNumberScheduled": 4, "updatedNumberScheduled": 4,
+        "numberAvailable": 4, "numberReady": 2})
+    done = check(scripts, "ks")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "deployment/ks-d0: partial, 1/1 available, 1 updated: not available (Available)",
+        "statefulset/ks-db: partial, 2/2 ready: 2 pods more than the 2 wanted, pending termination",
+        "daemonset/ks-agent: partial, 4/4 available, 4 updated: 2/4 ready"]
+
+
 def test_workload_deleted_by_hand_is_a_failure(cluster, scripts, namespace):
     create(scripts, "gone", "--deployment-override", "deployments=2")
     cluster.ready(namespace)
@@ -433,7 +457,8 @@ def test_statefulset_rules(obj, state):
 def ds(desired=2, updated=2, available=2, strategy="RollingUpdate"):
     return {"metadata": {"name": "a", "generation": 1}, "spec": {"updateStrategy": {"type": strategy}},
             "status": {"observedGeneration": 1, "desiredNumberScheduled": desired,
-                       "updatedNumberScheduled": updated, "numberAvailable": available}}
+                       "updatedNumberScheduled": updated, "numberAvailable": available,
+                       "numberReady": available}}
 
 
 @pytest.mark.parametrize("obj, state", [

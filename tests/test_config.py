@@ -12,7 +12,7 @@ from octopod_control.settings import Settings
 from octopod_dev import config_docs
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCESSORS = {"text", "raw", "flag", "seconds", "words", "choice", "render"}
+ACCESSORS = {"text", "raw", "flag", "seconds", "count", "words", "choice", "render"}
 
 
 def test_defaults_env_is_generated_from_the_schema():
@@ -87,11 +87,13 @@ def test_defaults_apply_and_blank_means_default_only_where_declared():
     ("ARCHIVE_STRATEGY", "delete", "ARCHIVE_STRATEGY='delete': expected scale or uninstall"),
     ("REMOTE_STRICT_HOST_KEYS", "sometimes", "REMOTE_STRICT_HOST_KEYS='sometimes': expected auto, true or false"),
     ("RELEASE_NAME", "{nope}", "RELEASE_NAME='{nope}': unknown placeholder {nope}"),
+    ("FAIL_FAST_RESTARTS", "-1", "FAIL_FAST_RESTARTS='-1': expected a whole number from 0 to 1000"),
+    ("LOG_TAIL_LINES", "1e9", "LOG_TAIL_LINES='1e9': expected a whole number from 0 to 1000"),
 ])
 def test_a_malformed_value_is_a_config_error_naming_the_variable(name, value, message):
     s = Settings({name: value})
     var = SCHEMA[name]
-    read = {"seconds": s.seconds, "flag": s.flag, "choice": s.choice,
+    read = {"seconds": s.seconds, "flag": s.flag, "choice": s.choice, "count": s.count,
             "template": lambda n: s.render(n, {"name": "x"})}[var.type]
     with pytest.raises(ConfigError) as caught:
         read(name)

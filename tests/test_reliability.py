@@ -180,7 +180,7 @@ def hostile_corpus() -> list[tuple[str, list]]:
         cases.append((f"name:{name!r}", ["--name", name]))
     for item in ["NOEQ", "=v", "1A=v", "A-B=v", "A B=v", "A.B=v", "ä=v"]:
         cases.append((f"env:{item!r}", ["--name", "ok", "--app-env-override", item]))
-    for item in ["a..b=1", ".a=1", "a.=1", "=1", "a[0]=1", "a b=1", "noeq", "a.\tb=1"]:
+    for item in ["a..b=1", ".a=1", "a.=1", "=1", "a[-1]=1", "a b=1", "noeq", "a.\tb=1"]:
         cases.append((f"dep:{item!r}", ["--name", "ok", "--deployment-override", item]))
     for tag in ["bad tag", "-x", "a" * 129, "v1;id", "v1/x"]:
         cases.append((f"tag:{tag!r}", ["--name", "ok", "--tag", tag]))

@@ -16,20 +16,17 @@ unhealthy, to say why. At most 10, whatever the release's size.
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping
 
 from .. import manifest
 from ..args import Deployment, split_path
 from ..errors import EXIT_FAILURE, EXIT_PARTIAL, EXIT_TAG_MISMATCH, ConfigError, ExternalError, UsageError
-from ..kinds import FAILED, JUDGED, PARTIAL, Kind, Verdict
+from ..kinds import FAILED, PARTIAL, Verdict
 from ..kinds.pods import summarize
 from ..kube import KubeClient, client_for
 from ..release_record import current_and_deployed, release_value
 from ..settings import Settings
 from ..target import Target, resolve_target
-from ..workloads import PATHS, release_objects
-
-Declared = list[tuple[str, str | None, str | None]]  # (kind, name, namespace) from the manifest
+from ..workloads import PATHS, missing, release_workloads
 
 
 def check(settings: Settings, deployment: Deployment, tag: str) -> int:
@@ -85,49 +82,11 @@ def _say(line: str) -> None:
 def workload_verdicts(client: KubeClient, target: Target, record: dict) -> list[Verdict]:
     """A verdict for each workload of the release, with pod reasons on the unhealthy ones."""
     declared = manifest.objects(record.get("manifest"))
-    # A manifest we cannot read (none, or JSON documents) must not hide workloads: list every kind.
-    kinds = [k for k in JUDGED if any(d[0] == k.name for d in declared)] if declared else JUDGED
-    found: list[tuple[Kind, dict, Verdict]] = []
-    for kind in kinds:
-        for obj in _release_workloads(client, target, kind.name, declared):
-            if not _is_hook(obj):
-                found.append((kind, obj, kind.verdict(obj)))
+    found = [(kind, obj, kind.verdict(obj)) for kind, obj in release_workloads(client, target, declared)]
     unhealthy = [(kind, obj, v) for kind, obj, v in found if not v.ready]
     if unhealthy:
         all_pods = client.list(PATHS["Pod"].format(ns=target.namespace))
         for kind, obj, verdict in unhealthy:
             verdict.reasons += summarize(kind.pods(obj, all_pods))
-    return [v for _, _, v in found] + _missing(declared, found, target.namespace)
-
-
-def _release_workloads(client: KubeClient, target: Target, kind: str, declared: Declared) -> list[dict]:
-    """The release's objects of a kind. Charts label them app.kubernetes.io/instance=<release>
-    by convention, and a LIST by that label stays small in a namespace many stagings share;
-    the whole kind is listed only when that misses a workload the manifest declares."""
-    names = [name for k, name, ns in declared if k == kind and ns in (None, target.namespace)]
-    if names and all(names):
-        selector = f"app.kubernetes.io/instance={target.release}"
-        narrowed = release_objects(client, target.namespace, target.release, kind, selector)
-        if set(names) <= {(o.get("metadata") or {}).get("name") for o in narrowed}:
-            return narrowed
-    return release_objects(client, target.namespace, target.release, kind)
-
-
-def _is_hook(obj: Mapping[str, Any]) -> bool:
-    """helm hooks (migrations, tests) are not part of the running release."""
-    return "helm.sh/hook" in ((obj.get("metadata") or {}).get("annotations") or {})
-
-
-def _missing(declared: Declared, found: list[tuple[Kind, dict, Verdict]], namespace: str) -> list[Verdict]:
-    """Workloads the release's manifest declares in this namespace that the cluster lacks.
-
-    A missing Deployment, StatefulSet or DaemonSet runs nothing. A kind that may vanish is
-    not among them: a Job that finished is deleted by its ttlSecondsAfterFinished (or by
-    hand) while the release still declares it; it ran, and a failed one is judged while it
-    exists.
-    """
     present = {(v.kind, v.name) for _, _, v in found}
-    missing = {k.name for k in JUDGED if not k.may_vanish}
-    return [Verdict(kind, name, FAILED, "", ["in the release but not in the cluster"])
-            for kind, name, ns in declared
-            if kind in missing and name and ns in (None, namespace) and (kind, name) not in present]
+    return [v for _, _, v in found] + missing(declared, present, target.namespace)

@@ -1,15 +1,18 @@
 """create and update: one `helm upgrade --install` with the complete set of values.
 
 Octopod's create and update differ only in name: both send the whole set of
-overrides, so both reset the values to the chart's and apply ours.
+overrides, so both reset the values to the chart's and apply ours. With HELM_WAIT=true
+the rollout is followed beside helm (rollout.py: progress, fail fast, a diagnosis on
+failure), and a failed run never leaves the release pending.
 """
 from __future__ import annotations
 
-from .. import locks, ownership
+from .. import locks, ownership, rollout, values_templates
 from ..args import Deployment
-from ..errors import ExternalError
+from ..errors import ExternalError, OctopodError
 from ..helm import PENDING_ERROR, Helm
 from ..log import info as log
+from ..log import warn
 from ..settings import Settings
 from ..target import Target, helm_for, resolve_chart, resolve_target
 from ..values import build_values, dump_values
@@ -32,34 +35,63 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
     are checked before helm runs, and the release is marked as ours on every revision.
     """
     values = values_for(settings, deployment)
+    templates = values_templates.render_all(settings.words("VALUES_TEMPLATES"),
+                                            deployment.template_fields())
     target = resolve_target(settings, deployment)
     chart = resolve_chart(settings.text("CHART"))
     helm = helm_for(settings, deployment.override_values())
     wait = settings.flag("HELM_WAIT")
+    # A malformed FAIL_FAST_* value is exit 78 before anything runs, as every setting's.
+    rules = rollout.Rules.from_settings(settings) if wait else None
     log(f"deploying {target.namespace}/{target.release} from {chart}"
         + (f" at tag {deployment.tag}" if deployment.tag else ""))
 
-    def upgrade():
-        return helm.upgrade_install(
+    def upgrade(stop=None):
+        # A chart version published after init: its repository's index is refreshed once.
+        return helm.with_fresh_index(chart, settings.text("CHART_VERSION"), lambda: helm.upgrade_install(
             target.release, chart, target.namespace, values=values,
-            labels=ownership.release_labels(deployment), values_files=settings.words("VALUES_FILES"),
-            version=settings.text("CHART_VERSION"), wait=wait)
+            labels=ownership.release_labels(deployment),
+            values_files=settings.words("VALUES_FILES") + template_files,  # VALUES_TEMPLATES rendered
+            version=settings.text("CHART_VERSION"), wait=wait, stop=stop),
+            timeout=settings.seconds("HELM_REPO_TIMEOUT"))
+
+    def attempt():
+        """helm's upgrade; with HELM_WAIT, followed beside it (None: not followed)."""
+        if rules is None:
+            return upgrade(), None
+        try:
+            follow = rollout.Follow(settings, target, deployment.override_values() + settings.secret_values(),
+                                    rules)
+        except OctopodError as exc:  # following is an aid: helm still runs, and waits
+            warn(f"not following the rollout: {exc}")
+            return upgrade(), None
+        return follow.run(upgrade), follow
 
     from ..restoring import RestoreStep
 
-    with locks.deployment_lock(settings, target):
+    state = ""  # where a failed release stands, once settled
+
+    with values_templates.written(templates) as template_files, locks.deployment_lock(settings, target):
         claim(settings, target, deployment)
         # A restore after an archive: its reads run while helm works, its writes after a good upgrade.
         restore = RestoreStep(settings, target)
-        result = upgrade()
+        result, follow = attempt()
         if not result.ok and PENDING_ERROR in result.output:
             recover_pending(helm, target)
-            result = upgrade()
+            result, follow = attempt()
         if result.ok:
             restore.finish()
+        elif follow is not None:
+            follow.diagnose()
+            state = settle(helm, target)
     if not result.ok:
+        if follow is not None and follow.failure:
+            raise ExternalError(f"rollout of {target.release} failed fast, {follow.stopped_after:.0f}s in "
+                                f"(HELM_TIMEOUT={settings.helm_timeout:g}s): {follow.failure}; "
+                                f"the diagnosis is above; {state}")
         raise ExternalError(f"helm upgrade --install {target.release}: failed with exit code "
-                            f"{result.returncode} (helm's output is above)")
+                            f"{result.returncode} (helm's output "
+                            + (f"and the diagnosis are above); {state}" if follow else "is above)"))
     log(f"deployed {target.namespace}/{target.release}")
     return target
 
@@ -75,6 +107,24 @@ def claim(settings: Settings, target: Target, deployment: Deployment) -> None:
         ownership.claim_namespace(settings, client, target, deployment)
     finally:
         client.close()
+
+
+def settle(helm: Helm, target: Target) -> str:
+    """After a failed run that waited: the release never stays pending (helm stopped by SIGTERM
+    marks it failed itself; one killed before it could is recovered as a killed run's is), and
+    where it stands, said in a few words. A failed revision stays in history; the next create
+    or update upgrades from it."""
+    try:
+        history = helm.history(target.release, target.namespace)
+        if history and str(history[-1].get("status", "")).startswith("pending"):
+            recover_pending(helm, target)
+            history = helm.history(target.release, target.namespace)
+    except OctopodError as exc:
+        return f"the release's state is unknown ({exc})"
+    if not history:
+        return f"release {target.release} is not installed"
+    last = history[-1]
+    return f"release {target.release} is at revision {last.get('revision', '?')}, {last.get('status', '?')}"
 
 
 def recover_pending(helm: Helm, target: Target) -> None:

@@ -2,13 +2,16 @@
 
 Each of deployment.py, statefulset.py, daemonset.py, job.py and cronjob.py builds one
 `Kind` (base.py): its API path, check's readiness verdict (a pure function of the
-object, as werf/kubedog's trackers), which Pods are its own, how archive stops it, how
-restore brings it back, and what archive_check looks for. check, archive, restore,
-archive_check and cleanup iterate KINDS; none of them names a kind.
+object, as werf/kubedog's trackers, held to kstatus's table), which Pods are its own (as
+its controller links them), what has failed for good (create's fail-fast rule), how
+archive stops it, how restore brings it back, and what archive_check looks for. check,
+create's rollout follow, archive, restore, archive_check and cleanup iterate KINDS; none
+of them names a kind.
 
 Beside them: readiness.py (the Verdict and the helpers the rules share), pods.py (a
-workload's Pods and why they are not ready), archived.py (the octopod.io/archived-*
-records and the scale and suspend mechanics two kinds each share).
+workload's Pods, why they are not ready, and which of their states will not fix
+themselves), archived.py (the octopod.io/archived-* records and the scale and suspend
+mechanics two kinds each share).
 
 Adding a kind is one module here building its KIND, one line in KINDS, and its tests.
 

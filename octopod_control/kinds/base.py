@@ -38,7 +38,17 @@ class Kind:
       check does not judge (CronJob: it runs nothing itself).
     may_vanish: the cluster deletes it on its own once its work is done (a Job's TTL), so
       check does not call it missing when the release declares it and the cluster lacks it.
-    pods(obj, pods): which of the namespace's Pods are its own (check reads their reasons).
+    pods(obj, pods, owners): which of the namespace's Pods are its own, linked as its
+      controller links them (owner references; a Deployment's through the ReplicaSet of its
+      current template, when the namespace's ReplicaSets are given as owners; check, which
+      does not read them, gets the selector's); None when the owner it links them through is
+      not among the owners given. check and a rollout read their reasons.
+    via: the kind its Pods are owned through ("ReplicaSet" for a Deployment), whose objects
+      a rollout lists to pass as `owners`; "" when its Pods are its own.
+    failure(obj): why the workload itself has failed for good (a Job's Failed condition, a
+      Deployment's ProgressDeadlineExceeded or ReplicaFailure), else None: create's fail-fast
+      rule stops waiting at once (rollout.py). Pod states that will not fix themselves are
+      pods.stuck's, the same for every kind.
     stop(obj): archive's Change: one merge patch that stops it and records, in the same
       patch, what it ran with (atomic: a killed archive never leaves it stopped unrecorded).
     archived(obj): it carries archive's record, so restore has something to undo.
@@ -48,20 +58,22 @@ class Kind:
     still_running(obj): archive_check's line while stop has not taken effect, else None.
     """
 
-    __slots__ = ("name", "path", "verdict", "may_vanish", "pods", "stop", "archived", "restore",
-                 "still_running")
+    __slots__ = ("name", "path", "verdict", "may_vanish", "pods", "failure", "via", "stop", "archived",
+                 "restore", "still_running")
 
     def __init__(self, name: str, path: str, *,
                  verdict: Optional[Callable[[Object], "Verdict"]],
-                 pods: Callable[[Object, list[dict]], list[dict]],
+                 pods: Callable[..., list[dict]],
                  stop: Callable[[Object], Change],
                  archived: Callable[[Object], bool],
                  restore: Callable[[Object, Optional[Mapping[str, Any]]], Change],
                  still_running: Callable[[Object], Optional[str]],
-                 may_vanish: bool = False) -> None:
+                 failure: Callable[[Object], Optional[str]] = lambda obj: None,
+                 via: str = "", may_vanish: bool = False) -> None:
         self.name, self.path, self.verdict, self.may_vanish = name, path, verdict, may_vanish
-        self.pods, self.stop, self.archived, self.restore = pods, stop, archived, restore
-        self.still_running = still_running
+        self.via = via
+        self.pods, self.failure, self.stop, self.archived = pods, failure, stop, archived
+        self.restore, self.still_running = restore, still_running
 
     def __repr__(self) -> str:
         return f"Kind({self.name!r})"
@@ -69,6 +81,10 @@ class Kind:
 
 def name_of(obj: Object) -> str:
     return (obj.get("metadata") or {}).get("name", "?")
+
+
+def uid_of(obj: Object) -> str | None:
+    return (obj.get("metadata") or {}).get("uid")
 
 
 def annotations_of(obj: Object) -> dict[str, str]:

@@ -13,5 +13,6 @@ from .pods import selected
 
 NAME = "CronJob"
 
-KIND = Kind(NAME, "/apis/batch/v1/namespaces/{ns}/cronjobs", verdict=None, pods=selected,
+KIND = Kind(NAME, "/apis/batch/v1/namespaces/{ns}/cronjobs", verdict=None,
+            pods=lambda obj, all_pods, replicasets=None: selected(obj, all_pods),
             **archived.stopped_by_suspending(NAME))

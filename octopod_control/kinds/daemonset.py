@@ -1,8 +1,10 @@
 """DaemonSet.
 
-Readiness: ready when the controller has observed the latest spec and
-desired = updated = available pods (0 desired, e.g. no matching node, is ready).
-Under OnDelete, pods are replaced by hand, so updated is not required.
+Readiness: ready when the controller has observed the latest spec, has counted
+the nodes (desiredNumberScheduled reported: kstatus's NoDesiredNumber) and
+desired = updated = available pods, with as many ready and scheduled (0 desired,
+e.g. no matching node, is ready). Under OnDelete, pods are replaced by hand, so
+updated is not required. Its Pods: those it controls (owner references).
 
 A DaemonSet cannot be scaled, so archive parks it: its pod template gets a node
 selector no node matches (octopod.io/archived=true), its controller deletes every
@@ -16,7 +18,7 @@ from typing import Any, Mapping, Optional
 
 from .archived import ARCHIVED_NODE_SELECTOR, PARKED, label, parse_selector
 from .base import Change, Kind, Object, annotations_of
-from .pods import selected
+from .pods import owned
 from .readiness import Verdict, judge, observed, parts
 
 NAME = "DaemonSet"
@@ -24,13 +26,25 @@ NAME = "DaemonSet"
 
 def verdict(obj: Mapping[str, Any]) -> Verdict:
     meta, spec, status = parts(obj)
+    counted = status.get("desiredNumberScheduled") is not None
     desired = status.get("desiredNumberScheduled") or 0
     updated = status.get("updatedNumberScheduled") or 0
     available = status.get("numberAvailable") or 0
+    ready_count = status.get("numberReady") or 0
+    scheduled = status.get("currentNumberScheduled", desired) or 0
     on_delete = (spec.get("updateStrategy") or {}).get("type") == "OnDelete"
     seen = observed(meta, status)
-    ready = seen and desired == available and (on_delete or updated == desired)
-    reasons = [] if seen else ["spec change not yet observed by the controller"]
+    reasons = []
+    if not seen:
+        reasons.append("spec change not yet observed by the controller")
+    elif not counted:
+        reasons.append("the controller has not counted the nodes yet (no desiredNumberScheduled)")
+    if counted and scheduled < desired:
+        reasons.append(f"{scheduled}/{desired} scheduled")
+    if counted and ready_count < desired:
+        reasons.append(f"{ready_count}/{desired} ready")
+    ready = (seen and counted and desired == available and ready_count >= desired
+             and scheduled >= desired and (on_delete or updated == desired))
     return judge(NAME, obj, ready, available,
                  f"{available}/{desired} available, {updated} updated", reasons)
 
@@ -97,5 +111,9 @@ def still_running(obj: Object) -> Optional[str]:
     return None if is_parked(obj) else f"{label(NAME, obj)}: not parked (no nodeSelector {'='.join(PARKED)})"
 
 
-KIND = Kind(NAME, "/apis/apps/v1/namespaces/{ns}/daemonsets", verdict=verdict, pods=selected,
+def pods(obj: Object, all_pods: list[dict], replicasets: Any = None) -> list:
+    return owned(obj, all_pods)
+
+
+KIND = Kind(NAME, "/apis/apps/v1/namespaces/{ns}/daemonsets", verdict=verdict, pods=pods,
             stop=stop, archived=archived, restore=restore, still_running=still_running)

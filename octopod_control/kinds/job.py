@@ -7,6 +7,9 @@ and as failed when none is (pods pending, pulling, crashing). A Job the release
 declares but the cluster lacks is no failure: a finished one is deleted by its
 ttlSecondsAfterFinished (or by hand) while the release still declares it.
 
+Failed for good (create's fail-fast rule): a Failed condition. Its Pods: those it
+controls (owner references), or, without a selector, its job-name label's.
+
 Archive suspends an unfinished Job (its controller deletes its running Pods),
 recording suspend: false; a finished one runs nothing, and resuming it would not
 run it again. Restore resumes it where the chart does not set suspend.
@@ -18,7 +21,7 @@ from typing import Any, Mapping, Optional
 from . import archived
 from .archived import label
 from .base import Change, Kind, Object
-from .pods import selected
+from .pods import owned
 from .readiness import FAILED, Verdict, condition, judge, parts
 
 NAME = "Job"
@@ -44,10 +47,18 @@ def verdict(obj: Mapping[str, Any]) -> Verdict:
     return judge(NAME, obj, False, running, counts, reasons)
 
 
-def pods(obj: Object, all_pods: list[dict]) -> list[dict]:
-    """Its selector's Pods; a Job's generated selector may be absent: then its job-name label's."""
-    matched = selected(obj, all_pods)
-    if matched:
+def failed(obj: Object) -> Optional[str]:
+    """Its Failed condition (a backoff limit, a deadline), which no retry undoes."""
+    cond = _true(obj.get("status") or {}, "Failed")
+    if not cond:
+        return None
+    return "job failed: " + (": ".join(x for x in (cond.get("reason"), cond.get("message")) if x) or "Failed")
+
+
+def pods(obj: Object, all_pods: list[dict], replicasets: Any = None) -> list[dict]:
+    """The Pods it controls; a Job's generated selector may be absent: then its job-name label's."""
+    matched = owned(obj, all_pods)
+    if matched or ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels"):
         return matched
     name = (obj.get("metadata") or {}).get("name")
     return [p for p in all_pods if ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == name]
@@ -75,5 +86,5 @@ def still_running(obj: Object) -> Optional[str]:
     return f"{label(NAME, obj)}: not finished and not suspended"
 
 
-KIND = Kind(NAME, "/apis/batch/v1/namespaces/{ns}/jobs", verdict=verdict, pods=pods, may_vanish=True,
+KIND = Kind(NAME, "/apis/batch/v1/namespaces/{ns}/jobs", verdict=verdict, pods=pods, failure=failed, may_vanish=True,
             stop=stop, archived=archived.suspend_archived, restore=restore, still_running=still_running)

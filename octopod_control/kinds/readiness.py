@@ -1,9 +1,11 @@
 """Readiness verdicts: the `Verdict` each kind's `verdict(obj)` returns, and the helpers they share.
 
-Rules are at least as strict as werf/kubedog's trackers (pkg/tracker/<kind>/):
-a verdict says ready, partial (some pods available, not all) or failed, with
-the counts and reasons a person needs to see why. Each rule is a pure function
-of the object as read, in its kind's module.
+Rules are at least as strict as werf/kubedog's trackers (pkg/tracker/<kind>/) and
+kstatus (sigs.k8s.io/cli-utils pkg/kstatus/status: what helm 4's --wait=watcher uses;
+tests/test_kinds.py holds them to its test table): a verdict says ready, partial (some
+pods available, not all) or failed, with the counts and reasons a person needs to see
+why. Each rule is a pure function of the object as read, in its kind's module. check
+and create's rollout follow (rollout.py) judge by these same rules.
 """
 from __future__ import annotations
 
@@ -59,6 +61,14 @@ def condition(status: Mapping[str, Any], kind: str) -> dict | None:
         if cond.get("type") == kind:
             return cond
     return None
+
+
+def explain(cond: Mapping[str, Any]) -> str:
+    """A condition's reason and message, as one short text (its type when it has neither)."""
+    message = " ".join(str(cond.get("message") or "").split())
+    if len(message) > 160:
+        message = message[:159] + "…"
+    return ": ".join(x for x in (cond.get("reason"), message) if x) or str(cond.get("type", "?"))
 
 
 def judge(kind: str, obj: Mapping[str, Any], ready: bool, available: int, counts: str,

@@ -11,6 +11,7 @@ real controllers do that job.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import ssl
@@ -19,13 +20,15 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from octopod_dev import processes
 
 HERE = Path(__file__).resolve().parent
+MERGE = "application/merge-patch+json"
 
 
 @dataclass
@@ -55,9 +58,11 @@ class Cluster:
 
             pytest.skip(f"{what} needs the API emulator (OCTOPOD_TEST_KUBECONFIG is set)")
 
-    def requests(self) -> list[list[Any]]:
+    def requests(self, agents: bool = False) -> list[list[Any]]:
+        """[method, path, status] of each API request since the last reset; with agents, each
+        with the client's User-Agent too (ours: octopod-control)."""
         self.requires_emulator("counting API requests")
-        return self._call("GET", "/_emu/requests")
+        return self._call("GET", "/_emu/requests" + ("?agents=true" if agents else ""))
 
     def reset_requests(self) -> None:
         self.requires_emulator("counting API requests")
@@ -96,6 +101,115 @@ class Cluster:
         finally:
             stop.set()
             thread.join(5)
+
+    # -- a rollout as the deployment controller and the kubelet would show it (plain API requests)
+    def roll_out(self, namespace: str, deployment: str, container: dict[str, Any] | None,
+                 replicas: int | None = None, pod_status: dict[str, Any] | None = None) -> list[dict]:
+        """Play the deployment controller and the kubelet once for the Deployment's current
+        template: its ReplicaSet (owned by the Deployment, the template plus pod-template-hash),
+        that ReplicaSet's Pods (owned by it) with every container in the given status (say
+        {"state": {"waiting": {"reason": "ImagePullBackOff"}}, "restartCount": 0}) or, given
+        pod_status, with that status (an unschedulable Pending pod has no container statuses),
+        and the Deployment's status of a rollout that has not become available. Returns the
+        Pods; [] while the Deployment does not exist. Calling it again for the same template
+        changes nothing.
+        """
+        self.requires_emulator("playing the deployment controller")
+        apps = f"/apis/apps/v1/namespaces/{namespace}"
+        dep = self.api("GET", f"{apps}/deployments/{deployment}")
+        if not dep:
+            return []
+        meta, spec = dep["metadata"], dep.get("spec") or {}
+        template = json.loads(json.dumps(spec.get("template") or {}))
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        name, count = f"{deployment}-{digest}", spec.get("replicas", 1) if replicas is None else replicas
+        owned = {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
+                                      "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]}
+        pods = [p for p in (self.api("GET", f"/api/v1/namespaces/{namespace}/pods") or {}).get("items", [])
+                if any(r.get("name") == name for r in p["metadata"].get("ownerReferences") or [])]
+        if self.api("GET", f"{apps}/replicasets/{name}"):
+            return pods
+        template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = digest
+        selector = json.loads(json.dumps(spec.get("selector") or {}))
+        selector.setdefault("matchLabels", {})["pod-template-hash"] = digest
+        rs = self.api("POST", f"{apps}/replicasets", {
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "labels": template["metadata"]["labels"], **owned,
+                         "annotations": {"deployment.kubernetes.io/revision": str(meta.get("generation", 1))}},
+            "spec": {"replicas": count, "selector": selector, "template": template}})
+        self.api("PATCH", f"{apps}/replicasets/{name}/status", {"status": {
+            "replicas": count, "observedGeneration": 1}}, MERGE)
+        pods = []
+        for index in range(count):
+            pod_name = f"{name}-{index:05d}"[-63:]
+            self.api("POST", f"/api/v1/namespaces/{namespace}/pods", {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "labels": template["metadata"]["labels"], "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": rs["metadata"]["uid"],
+                     "controller": True, "blockOwnerDeletion": True}]},
+                "spec": template.get("spec") or {}})
+            status = pod_status or {
+                "phase": "Running" if "running" in ((container or {}).get("state") or {}) else "Pending",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [dict({"image": c.get("image", ""), "restartCount": 0}, **(container or {}),
+                                           name=c["name"], ready=False)
+                                      for c in (template.get("spec") or {}).get("containers") or []]}
+            pods.append(self.api("PATCH", f"/api/v1/namespaces/{namespace}/pods/{pod_name}/status",
+                                 {"status": status}, MERGE))
+        self.api("PATCH", f"{apps}/deployments/{deployment}/status", {"status": {
+            "observedGeneration": meta.get("generation", 1), "replicas": count, "updatedReplicas": count,
+            "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": count,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                            "message": f'ReplicaSet "{name}" is progressing.'},
+                           {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                            "message": "Deployment does not have minimum availability."}]}}, MERGE)
+        return pods
+
+    @contextlib.contextmanager
+    def kubelet(self, namespace: str, deployment: str, container: dict[str, Any] | None,
+                then: Callable[[dict], None] | None = None, interval: float = 0.2,
+                pod_status: dict[str, Any] | None = None) -> Iterator[None]:
+        """While the block runs, roll out the Deployment's current template as `roll_out` does
+        whenever helm has applied a new one, calling `then(pod)` once for each Pod made (to add
+        its events or logs, as the kubelet would)."""
+        stop, seen = threading.Event(), set()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    for pod in self.roll_out(namespace, deployment, container, pod_status=pod_status):
+                        if then and pod["metadata"]["uid"] not in seen:
+                            seen.add(pod["metadata"]["uid"])
+                            then(pod)
+                except OSError:
+                    pass
+                stop.wait(interval)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    def event(self, involved: dict, reason: str, message: str, type: str = "Warning", count: int = 1) -> None:
+        """A core/v1 Event about an object, as the kubelet or a controller records one."""
+        meta = involved["metadata"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.api("POST", f"/api/v1/namespaces/{meta['namespace']}/events", {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}"},
+            "involvedObject": {"apiVersion": involved.get("apiVersion", "v1"), "kind": involved.get("kind", "Pod"),
+                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+            "reason": reason, "message": message, "type": type, "count": count,
+            "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "kubelet"}})
+
+    def set_log(self, namespace: str, pod: str, container: str, text: str, previous: bool = False) -> None:
+        """What GET pods/{pod}/log serves for the container (previous: its last terminated instance)."""
+        self.requires_emulator("container logs")
+        self._call("POST", "/_emu/logs", {"namespace": namespace, "pod": pod, "container": container,
+                                          "previous": previous, "text": text})
 
     # -- plain API access for assertions and for driving states
     def api(self, method: str, path: str, body: Any = None,

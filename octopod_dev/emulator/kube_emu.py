@@ -6,9 +6,15 @@ Enough of the REST API for real `kubectl` and `helm` (3.x and 4.x) binaries:
 discovery (served verbatim from kmock's bundled k3s discovery dump), CRUD,
 PUT/replace with resourceVersion conflicts, JSON / merge / strategic-merge /
 server-side-apply patches (approximated), label & field selectors, watches,
-deletecollection, status & scale subresources, Table output, namespaces.
+deletecollection, status & scale subresources, Table output, namespaces,
+pod logs (`pods/{name}/log` with container, tailLines, previous, limitBytes: the
+text a test set through POST /_emu/logs, as the kubelet would serve it), and core/v1
+Events listed by the field selectors the API server supports for them
+(involvedObject.*, reason, type, ...).
 No controllers: Deployments never become ready unless a test patches
-`.status` (or the emulator is started with --auto-ready).
+`.status` (or the emulator is started with --auto-ready). Tests play the controllers
+and the kubelet with plain requests: ReplicaSets owned by a Deployment, Pods owned by
+a ReplicaSet (ownerReferences), Pod statuses, Events (octopod_dev/emulator/cluster.py).
 
 Plain HTTP without authentication by default. Opt-in, as a real API server: HTTPS
 (--tls-cert/--tls-key), client certificates (--client-ca, --require-client-cert) and
@@ -180,6 +186,27 @@ def labels_match(reqs, labels: dict) -> bool:
         if op == '!exists' and present:
             return False
     return True
+
+
+# The field selectors the API server supports for core/v1 Events (besides metadata.name and
+# metadata.namespace, which every kind has); `source` is the source's component.
+EVENT_FIELDS = {'involvedObject.kind', 'involvedObject.namespace', 'involvedObject.name',
+                'involvedObject.uid', 'involvedObject.apiVersion', 'involvedObject.resourceVersion',
+                'involvedObject.fieldPath', 'reason', 'reportingComponent', 'source', 'type',
+                'metadata.name', 'metadata.namespace'}
+
+
+def event_field_selector(sel: str | None) -> str | None:
+    """An Events field selector as the API server takes it: an unsupported field is a 400."""
+    if not sel:
+        return sel
+    parts = []
+    for part in sel.split(','):
+        m = re.match(r'\s*([^=!]+?)\s*((?:==|=|!=).*)$', part)
+        if not m or m.group(1) not in EVENT_FIELDS:
+            raise ApiError(400, 'BadRequest', f'field label not supported: {m.group(1) if m else part}')
+        parts.append(('source.component' if m.group(1) == 'source' else m.group(1)) + m.group(2))
+    return ','.join(parts)
 
 
 def fields_match(sel: str | None, obj: dict) -> bool:
@@ -455,8 +482,9 @@ class KubeEmulator:
         self.applied: dict[tuple, dict] = {}  # (objkey, fieldManager) -> last applied config
         self.events: list[tuple[int, str, tuple, dict]] = []
         self.cond = asyncio.Condition()
-        self.requests: list[tuple[str, str, int]] = []
+        self.requests: list[tuple[str, str, int, str]] = []  # (method, path, status, User-Agent)
         self.fault: dict | None = None  # test hook: {'mode': '500'|'hang', 'prefix': '/apis', 'method': 'GET', 'times': N}
+        self.logs: dict[tuple[str, str, str, bool], str] = {}  # (ns, pod, container, previous) -> text
         self._ip = itertools.count(10)
         ns = self.discovery.res[('', 'v1', 'namespaces')]
         for name in ('default', 'kube-system', 'kube-public', 'kube-node-lease'):
@@ -495,7 +523,7 @@ class KubeEmulator:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authenticated(request):
             # what kube-apiserver answers when no authenticator accepts the request
-            self.requests.append((request.method, str(request.rel_url), 401))
+            self.requests.append((request.method, str(request.rel_url), 401, request.headers.get('User-Agent', '')))
             return ApiError(401, 'Unauthorized', 'Unauthorized').response()
         if request.path == '/_emu/fault':
             # test hook: POST {"mode": "500"|"hang", "prefix": "/apis", "method": "GET", "times": 1}
@@ -504,7 +532,7 @@ class KubeEmulator:
             return web.json_response(self.fault or {})
         injected = await self._injected_fault(request)
         if injected is not None:
-            self.requests.append((request.method, str(request.rel_url), injected.status))
+            self.requests.append((request.method, str(request.rel_url), injected.status, request.headers.get('User-Agent', '')))
             return injected
         try:
             resp = await self._dispatch(request)
@@ -514,7 +542,7 @@ class KubeEmulator:
             import traceback
             traceback.print_exc()
             resp = ApiError(500, 'InternalError', f'kube_emu: {e!r}').response()
-        self.requests.append((request.method, str(request.rel_url), resp.status))
+        self.requests.append((request.method, str(request.rel_url), resp.status, request.headers.get('User-Agent', '')))
         if self.log:
             with open(self.log, 'a') as f:
                 f.write(f'{request.method} {request.rel_url} '
@@ -551,11 +579,19 @@ class KubeEmulator:
                 # An empty OpenAPI v2 document (protobuf: zero bytes). Client-side validation then
                 # knows no schemas and accepts everything, so --validate defaults keep working.
                 return web.Response(body=b'', content_type='application/com.github.proto-openapi.spec.v2.v1.0+protobuf')
+        if request.method == 'POST' and path == '/_emu/logs':
+            # test hook (the kubelet's container logs): POST {"namespace", "pod", "container",
+            # "previous": false, "text"}; served by GET .../pods/{pod}/log
+            b = await request.json()
+            self.logs[(b['namespace'], b['pod'], b['container'], bool(b.get('previous')))] = b.get('text', '')
+            return web.json_response({})
         if path == '/_emu/requests':
-            # test hook: GET lists (method, path, status) of every API request so far; DELETE resets
+            # test hook: GET lists (method, path, status) of every API request so far (with
+            # ?agents=true, each with its User-Agent too); DELETE resets
             if request.method == 'DELETE':
                 self.requests.clear()
-            return web.json_response([r for r in self.requests if not r[1].startswith('/_emu/')])
+            width = 4 if request.query.get('agents') == 'true' else 3
+            return web.json_response([r[:width] for r in self.requests if not r[1].startswith('/_emu/')])
         if request.method == 'POST' and path == '/_emu/ready':
             # test hook: mark workloads ready (optionally only ?namespace=&name=) like controllers would
             q = request.query
@@ -594,6 +630,8 @@ class KubeEmulator:
             if q.get('watch') in ('true', '1'):
                 return await self._watch(request, res, ns)
             return self._reply(request, res, self._list(res, ns, q))
+        if m == 'GET' and sub == 'log' and res.plural == 'pods':
+            return self._pod_log(res, ns, name, q)
         if m == 'GET':
             obj = self._get(res, ns, name)
             return self._reply(request, res, self._scale(res, obj) if sub == 'scale' else obj)
@@ -679,12 +717,17 @@ class KubeEmulator:
             raise not_found(res, name)
         return self._out(res, obj)
 
+    def _field_selector(self, res: Res, q) -> str | None:
+        sel = q.get('fieldSelector')
+        return event_field_selector(sel) if (res.group, res.plural) == ('', 'events') else sel
+
     def _list(self, res: Res, ns: str, q) -> dict:
         lsel = parse_label_selector(q.get('labelSelector'))
+        fsel = self._field_selector(res, q)
         items = [self._out(res, o) for (g, p, n, _), o in sorted(self.objects.items())
                  if g == res.group and p == res.plural and (not ns or n == ns)
                  and labels_match(lsel, o['metadata'].get('labels') or {})
-                 and fields_match(q.get('fieldSelector'), o)]
+                 and fields_match(fsel, o)]
         return {'kind': f'{res.kind}List', 'apiVersion': res.gv,
                 'metadata': {'resourceVersion': str(self.rv)}, 'items': items}
 
@@ -794,6 +837,7 @@ class KubeEmulator:
                     o['status'] = {'replicas': 0, 'observedGeneration': o['metadata'].get('generation', 1)}
                     self._bump(o)
                     self._emit('MODIFIED', rs_res, o)
+                    self._delete_owned_pods(ns, o['metadata']['uid'])
         if self._key(rs_res, ns, name) in self.objects:
             return
         rs = self._store_new(rs_res, ns, {'metadata': {
@@ -805,6 +849,17 @@ class KubeEmulator:
         rs['status'] = {'replicas': n, 'readyReplicas': n, 'availableReplicas': n, 'fullyLabeledReplicas': n,
                         'observedGeneration': 1}
         self._emit('ADDED', rs_res, rs)
+
+    def _delete_owned_pods(self, ns: str, uid: str) -> None:
+        """The ReplicaSet controller's part when a ReplicaSet is scaled to 0: its Pods go
+        (those a test made with an ownerReference to it; the emulator makes none itself)."""
+        pods = self.discovery.res[('', 'v1', 'pods')]
+        for key, pod in list(self.objects.items()):
+            if key[:3] == ('', 'pods', ns) and any(
+                    r.get('uid') == uid and r.get('controller') for r in pod['metadata'].get('ownerReferences') or []):
+                del self.objects[key]
+                self._bump(pod)
+                self._emit('DELETED', pods, pod)
 
     def _store_new(self, res: Res, ns: str, body: dict) -> dict:
         obj = copy.deepcopy(body)
@@ -982,6 +1037,59 @@ class KubeEmulator:
         return {'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Success',
                 'details': {'name': name, 'group': res.group, 'kind': res.plural, 'uid': uid}}
 
+    def _pod_log(self, res: Res, ns: str, name: str, q) -> web.Response:
+        """GET pods/{name}/log as the kubelet answers it, from the text tests set (POST /_emu/logs).
+
+        container (required when the pod has several), previous (the last terminated
+        instance's), tailLines (the last N lines), limitBytes (the first N bytes of those);
+        a container that never started, or no previous instance, is a 400 with the
+        kubelet's message. A crash-looping container's current log is its last instance's.
+        """
+        pod = self._get(res, ns, name)
+        spec, status = pod.get('spec') or {}, pod.get('status') or {}
+        names = [c.get('name') for c in spec.get('containers') or []]
+        inits = [c.get('name') for c in spec.get('initContainers') or []]
+        container = q.get('container')
+        if not container:
+            if len(names) != 1:
+                message = f'a container name must be specified for pod {name}, choose one of: [{" ".join(names)}]'
+                if inits:
+                    message += f' or one of the init containers: [{" ".join(inits)}]'
+                raise ApiError(400, 'BadRequest', message)
+            container = names[0]
+        if container not in names + inits:
+            raise ApiError(400, 'BadRequest', f'container {container} is not valid for pod {name}')
+        cstatus = next((c for key in ('containerStatuses', 'initContainerStatuses')
+                        for c in status.get(key) or [] if c.get('name') == container), {})
+        state, last = cstatus.get('state') or {}, (cstatus.get('lastState') or {}).get('terminated')
+        previous = q.get('previous') in ('true', '1')
+        if previous:
+            if not last and (ns, name, container, True) not in self.logs:
+                raise ApiError(400, 'BadRequest',
+                               f'previous terminated container "{container}" in pod "{name}" not found')
+            text = self.logs.get((ns, name, container, True), '')
+        elif state.get('running') or state.get('terminated') or (ns, name, container, False) in self.logs:
+            text = self.logs.get((ns, name, container, False), '')
+        elif last:  # waiting to restart (CrashLoopBackOff): the last instance's log
+            text = self.logs.get((ns, name, container, True), '')
+        else:
+            reason = (state.get('waiting') or {}).get('reason') or 'ContainerCreating'
+            if reason in ('ErrImagePull', 'ImagePullBackOff'):
+                reason = 'trying and failing to pull image'
+            raise ApiError(400, 'BadRequest', f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+        try:
+            tail = int(q['tailLines']) if 'tailLines' in q else None
+            limit = int(q['limitBytes']) if 'limitBytes' in q else None
+        except ValueError:
+            raise ApiError(400, 'BadRequest', 'tailLines and limitBytes are integers')
+        lines = text.splitlines(keepends=True)
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        data = ''.join(lines).encode()
+        if limit is not None:
+            data = data[:max(limit, 0)]
+        return web.Response(body=data, content_type='text/plain')
+
     def _scale(self, res: Res, obj: dict) -> dict:
         md = obj['metadata']
         sel = ((obj.get('spec') or {}).get('selector') or {}).get('matchLabels') or {}
@@ -995,7 +1103,7 @@ class KubeEmulator:
     async def _watch(self, request: web.Request, res: Res, ns: str) -> web.StreamResponse:
         q = request.query
         lsel = parse_label_selector(q.get('labelSelector'))
-        fsel = q.get('fieldSelector')
+        fsel = self._field_selector(res, q)
         timeout = float(q.get('timeoutSeconds') or 1800)
         rv_param = q.get('resourceVersion') or '0'
         initial = q.get('sendInitialEvents') == 'true'
