@@ -73,7 +73,18 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         done, rest = self._redact(text, final=True)
-        return done + rest
+        text = done + rest
+        return self._unclip(text) if CLIPPED in text and self._heads is not None else text
+
+    def _unclip(self, text: str) -> str:
+        """A message cut short (ending in CLIPPED) may end in the first part of a secret: what
+        could begin one, right before the mark, goes too (a few harmless characters at worst)."""
+        parts = text.split(CLIPPED)
+        kept = []
+        for part in parts[:-1]:
+            done, tail = self.split(part)
+            kept.append(done + ("***" if tail else ""))
+        return CLIPPED.join(kept + parts[-1:])
 
     def stream(self) -> "StreamRedactor":
         return StreamRedactor(self)
@@ -151,6 +162,9 @@ class StreamRedactor:
         return self._redactor(rest)
 
 
+CLIPPED = "…"  # the mark a message cut short ends with (kinds/, rollout.py)
+
+
 def secret_forms(secret: str) -> set[str]:
     """The ways a value shows up in tools' output: raw, quoted (once and twice), base64."""
     quoted = {json.dumps(secret)[1:-1], go_json(secret), go_json(secret, escape_html=False),
@@ -159,7 +173,9 @@ def secret_forms(secret: str) -> set[str]:
     twice = {again for form in quoted - {secret} for again in (go_json(form), go_quote(form))}
     raw = secret.encode("utf-8")
     encoded = (base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii"))
-    return {secret} | quoted | twice | {e for b64 in encoded for e in (b64, b64.rstrip("="))}
+    # As a summary shows it: whitespace runs (newlines too) collapsed to one space.
+    collapsed = {" ".join(secret.split())} - {""}
+    return {secret} | quoted | twice | collapsed | {e for b64 in encoded for e in (b64, b64.rstrip("="))}
 
 
 def go_json(text: str, escape_html: bool = True) -> str:

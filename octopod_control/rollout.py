@@ -200,11 +200,14 @@ class FailFast:
         self.grace, self.restarts = grace, restarts
         self._since: dict[tuple, float] = {}
 
-    def observe(self, now: float, seen: list[Seen]) -> Optional[str]:
+    def observe(self, now: float, seen: list[Seen],
+                fresh: Callable[[Seen], bool] = lambda s: True) -> Optional[str]:
+        """`fresh` says whether a workload is the new revision's yet: until then what fails is
+        the previous revision (an update fixing it must not be stopped by it)."""
         since: dict[tuple, float] = {}
         found = None
         for s in seen:
-            if s.verdict.ready:
+            if s.verdict.ready or not fresh(s):
                 continue
             final = s.kind.failure(s.obj)
             if final:
@@ -240,6 +243,30 @@ class Follow:
         self.started = time.monotonic()
         self.stopped_after: float | None = None
         self.baseline = max((revision(i) for i in self._records(self.client)), default=0)
+        self.before = self._generations() if rules.fail_fast else {}
+
+    def _generations(self) -> dict[tuple[str, str], tuple[str, int]]:
+        """(kind, name) -> (uid, generation) of the release's workloads before helm runs."""
+        from .kinds import KINDS
+        from .ownership import helm_made
+
+        found = {}
+        for kind in KINDS:
+            for obj in self.client.list(kind.path.format(ns=self.target.namespace)):
+                if helm_made(obj, self.target.release, self.target.namespace):
+                    meta = obj.get("metadata") or {}
+                    found[(kind.name, name_of(obj))] = (uid_of(obj), int(meta.get("generation") or 0))
+        return found
+
+    def fresh(self, seen: Seen) -> bool:
+        """Whether a workload is the new revision's: made by it, or changed by it and observed
+        by its controller. Before that, its Pods and conditions are the previous revision's."""
+        meta, status = seen.obj.get("metadata") or {}, seen.obj.get("status") or {}
+        before = self.before.get((seen.kind.name, name_of(seen.obj)))
+        if before is None or before[0] != uid_of(seen.obj):
+            return True
+        generation = int(meta.get("generation") or 0)
+        return generation > before[1] and int(status.get("observedGeneration") or 0) >= generation
 
     # -- output: stderr only, always redacted
     def _say(self, line: str) -> None:
@@ -283,8 +310,9 @@ class Follow:
                     seen = reader.look(self.declared)
                     for line in progress.observe(tick, seen):
                         self._say(line)
-                    failure = fail_fast.observe(tick, seen) if fail_fast else None
+                    failure = fail_fast.observe(tick, seen, self.fresh) if fail_fast else None
                     if failure and not done.is_set():
+                        failure = self.redact(failure)  # it ends in the error line too
                         self.failure, self.stopped_after = failure, tick - self.started
                         self._say(f"failing fast: {failure}: this will not fix itself (FAIL_FAST); "
                                   "stopping helm")

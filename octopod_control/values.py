@@ -197,8 +197,10 @@ def check_overrides(deployment: Deployment, prefix: tuple[str, ...],
     """
     if not allow_templates:
         # Keys too: a chart running `tpl (toYaml .Values.podAnnotations)` renders them as well.
-        for flag, key, value in _overrides(deployment):
-            where = "key" if TEMPLATE_MARK in key else "value" if TEMPLATE_MARK in value else ""
+        for flag, key, names, value in _overrides(deployment):
+            # The key as parsed too: `a\{\{x\}\}` is the name `a{{x}}`.
+            in_key = TEMPLATE_MARK in key or any(TEMPLATE_MARK in str(n) for n in names)
+            where = "key" if in_key else "value" if TEMPLATE_MARK in value else ""
             if where:
                 raise UsageError(f"{flag} {key}: the {where} holds '{{{{' (a template, which a chart "
                                  "passing values through tpl would run); set "
@@ -227,10 +229,10 @@ def _clash(path: Path, guard: tuple[str, ...]) -> str:
     return ""
 
 
-def _overrides(deployment: Deployment) -> Iterator[tuple[str, str, str]]:
-    """(flag, key as written, value) of every override."""
-    yield from (("--app-env-override", k, v) for k, v in deployment.app_env.items())
-    yield from (("--deployment-override", o.key, o.value) for o in deployment.deployment)
+def _overrides(deployment: Deployment) -> Iterator[tuple[str, str, tuple, str]]:
+    """(flag, key as written, its path as parsed, value) of every override."""
+    yield from (("--app-env-override", k, (k,), v) for k, v in deployment.app_env.items())
+    yield from (("--deployment-override", o.key, tuple(o.path), o.value) for o in deployment.deployment)
 
 
 def dotted(path: tuple[str, ...]) -> str:

@@ -288,3 +288,17 @@ def test_the_kstatus_table_is_whole():
     """Its 21 cases of these four kinds: 20 agree, and a running Job is our one choice."""
     assert len(KSTATUS) == 21
     assert {case[1]["kind"] for case in KSTATUS} == {k.name for k in kinds.JUDGED}
+
+
+def test_a_daemonsets_pods_are_those_of_its_current_template():
+    """The controller labels each Pod with the generation it was made from: an old Pod still
+    being replaced is not the rollout's (the review of issues 13-15)."""
+    from octopod_control.kinds import daemonset
+
+    ds = {"metadata": {"name": "agent", "uid": "d1", "generation": 3}}
+
+    def pod(name, generation):
+        return {"metadata": {"name": name, "labels": {"pod-template-generation": str(generation)},
+                             "ownerReferences": [{"uid": "d1", "kind": "DaemonSet", "controller": True}]}}
+
+    assert [p["metadata"]["name"] for p in daemonset.pods(ds, [pod("old", 2), pod("new", 3)])] == ["new"]

@@ -217,3 +217,14 @@ def test_helm_failing_with_the_values_in_its_message_prints_none_of_them(scripts
             assert form not in shown, (form, done.stderr)
     for fragment in (f"first-{namespace}", f"second-{namespace}", f"<b>{namespace}", f"{namespace}</b>"):
         assert fragment not in shown, (fragment, done.stderr)  # no line of a value on its own either
+
+
+def test_a_secret_in_a_message_cut_short_or_with_its_whitespace_collapsed_is_redacted():
+    """Summaries (kinds/, the rollout's diagnosis) collapse whitespace and cut long messages with
+    '…': the part of a secret before the cut, and a collapsed secret, are secrets still."""
+    from octopod_control.process import Redactor
+
+    redact = Redactor(["hunter2-the-secret", "multi  space\nsecret"])
+    assert redact("bad value xxx hunter2-…") == "bad value xxx ***…"
+    assert redact("bad value multi space secret here") == "bad value *** here"
+    assert redact("an ordinary message cut short…") == "an ordinary message cut short…"

@@ -549,3 +549,30 @@ def test_helm_is_stopped_as_on_a_timeout():
     assert result.stopped and not result.ok and time.monotonic() - started < 10
     quick = run(["true"], timeout=30, stop=threading.Event())
     assert quick.ok and not quick.stopped
+
+
+def test_the_previous_revisions_failures_never_stop_an_update():
+    """Until a workload is the new revision's (made by it, or changed by it and observed by its
+    controller), its crash-looping Pods and its conditions are the old revision's: an update
+    that fixes them must not be stopped by them (the review of issues 13-15)."""
+    from types import SimpleNamespace
+
+    from octopod_control.rollout import Follow
+
+    rule = FailFast(grace=30, restarts=3)
+    crashing = looking(waiting_pod("CrashLoopBackOff", restarts=9))
+    assert rule.observe(0, crashing, lambda s: False) is None
+    assert rule.observe(1, crashing, lambda s: True) is not None
+
+    def fresh(before, generation, observed, uid="u1"):
+        s = seen("x")
+        s.obj = {"metadata": {"name": "web", "uid": uid, "generation": generation},
+                 "status": {"observedGeneration": observed}}
+        return Follow.fresh(SimpleNamespace(before=before), s)
+
+    old = {("Deployment", "web"): ("u1", 3)}
+    assert fresh({}, 1, 0)  # made by this revision
+    assert fresh(old, 1, 0, uid="u2")  # deleted and made again
+    assert not fresh(old, 3, 3)  # unchanged: the old revision's state
+    assert not fresh(old, 4, 3)  # changed, not yet observed: the old ReplicaSet is still current
+    assert fresh(old, 4, 4)

@@ -199,6 +199,8 @@ def test_a_refusal_never_shows_the_value():
     ({"deployment_override": ["podAnnotations.{{\\.Values\\.secret}}=x"]},
      "--deployment-override podAnnotations.{{\\.Values\\.secret}}: the key holds '{{'"),
     ({"deployment_override": ["a={{"]}, "set ALLOW_TEMPLATE_VALUES=true to allow it"),
+    # escaped braces are still braces once parsed (the review of issue 13-15)
+    ({"deployment_override": ["podAnnotations.a\\{\\{\\.Values\\.x\\}\\}=v"]}, "the key holds '{{'"),
 ])
 def test_a_template_value_is_refused_unless_allowed(flags, message):
     assert message in refused(**flags)

@@ -11,6 +11,7 @@ from .. import locks, ownership, rollout, values_templates
 from ..args import Deployment
 from ..errors import ExternalError, OctopodError
 from ..helm import PENDING_ERROR, Helm
+from ..process import Result
 from ..log import info as log
 from ..log import warn
 from ..settings import Settings
@@ -39,7 +40,7 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
                                             deployment.template_fields())
     target = resolve_target(settings, deployment)
     chart = resolve_chart(settings.text("CHART"))
-    helm = helm_for(settings, deployment.override_values())
+    helm = helm_for(settings, deployment.override_values() + settings.secret_values())
     wait = settings.flag("HELM_WAIT")
     # A malformed FAIL_FAST_* value is exit 78 before anything runs, as every setting's.
     rules = rollout.Rules.from_settings(settings) if wait else None
@@ -65,7 +66,10 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
         except OctopodError as exc:  # following is an aid: helm still runs, and waits
             warn(f"not following the rollout: {exc}")
             return upgrade(), None
-        return follow.run(upgrade), follow
+        try:
+            return follow.run(upgrade), follow
+        except ExternalError as exc:  # helm outlived its own timeout and was stopped: still
+            return TimedOut(str(exc)), follow  # diagnose, and leave the release settled
 
     from ..restoring import RestoreStep
 
@@ -85,6 +89,8 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
             follow.diagnose()
             state = settle(helm, target)
     if not result.ok:
+        if isinstance(result, TimedOut):
+            raise ExternalError(f"{result.output}; the diagnosis is above; {state}")
         if follow is not None and follow.failure:
             raise ExternalError(f"rollout of {target.release} failed fast, {follow.stopped_after:.0f}s in "
                                 f"(HELM_TIMEOUT={settings.helm_timeout:g}s): {follow.failure}; "
@@ -94,6 +100,13 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
                             + (f"and the diagnosis are above); {state}" if follow else "is above)"))
     log(f"deployed {target.namespace}/{target.release}")
     return target
+
+
+class TimedOut(Result):
+    """helm stopped by our process timeout (past HELM_TIMEOUT and its grace): a failed result."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([], -1, message)
 
 
 def claim(settings: Settings, target: Target, deployment: Deployment) -> None:

@@ -112,7 +112,13 @@ def still_running(obj: Object) -> Optional[str]:
 
 
 def pods(obj: Object, all_pods: list[dict], replicasets: Any = None) -> list:
-    return owned(obj, all_pods)
+    """The Pods of its current template: the controller labels each with the DaemonSet's
+    generation it was made from, so an old Pod still being replaced does not count."""
+    generation = str((obj.get("metadata") or {}).get("generation", ""))
+    current = [p for p in owned(obj, all_pods)
+               if ((p.get("metadata") or {}).get("labels") or {}).get("pod-template-generation")
+               in (None, generation)]
+    return current
 
 
 KIND = Kind(NAME, "/apis/apps/v1/namespaces/{ns}/daemonsets", verdict=verdict, pods=pods,
