@@ -162,6 +162,10 @@ class StreamRedactor:
         return self._redactor(rest)
 
 
+class TimedOut(ExternalError):
+    """A child process stopped by its timeout (its process group killed)."""
+
+
 CLIPPED = "…"  # the mark a message cut short ends with (kinds/, rollout.py)
 
 
@@ -297,7 +301,7 @@ def run(
         stopped = _wait(proc, timeout, stop)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        raise ExternalError(f"{what}: timed out after {timeout:g}s") from None
+        raise TimedOut(f"{what}: timed out after {timeout:g}s") from None
     for reader in readers:
         reader.join(timeout=5)
     return Result(argv, proc.returncode, "".join(chunks), "".join(errors), stopped)

@@ -7,13 +7,13 @@ failure), and a failed run never leaves the release pending.
 """
 from __future__ import annotations
 
-from .. import locks, ownership, rollout, values_templates
+from .. import locks, ownership, process, rollout, values_templates
 from ..args import Deployment
 from ..errors import ExternalError, OctopodError
 from ..helm import PENDING_ERROR, Helm
-from ..process import Result
 from ..log import info as log
 from ..log import warn
+from ..process import Result
 from ..settings import Settings
 from ..target import Target, helm_for, resolve_chart, resolve_target
 from ..values import build_values, dump_values
@@ -68,8 +68,8 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
             return upgrade(), None
         try:
             return follow.run(upgrade), follow
-        except ExternalError as exc:  # helm outlived its own timeout and was stopped: still
-            return TimedOut(str(exc)), follow  # diagnose, and leave the release settled
+        except process.TimedOut as exc:  # helm outlived its own timeout and was stopped: still
+            return Stopped(str(exc)), follow  # diagnose, and leave the release settled
 
     from ..restoring import RestoreStep
 
@@ -89,7 +89,7 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
             follow.diagnose()
             state = settle(helm, target)
     if not result.ok:
-        if isinstance(result, TimedOut):
+        if isinstance(result, Stopped):
             raise ExternalError(f"{result.output}; the diagnosis is above; {state}")
         if follow is not None and follow.failure:
             raise ExternalError(f"rollout of {target.release} failed fast, {follow.stopped_after:.0f}s in "
@@ -102,7 +102,7 @@ def deploy(settings: Settings, deployment: Deployment) -> Target:
     return target
 
 
-class TimedOut(Result):
+class Stopped(Result):
     """helm stopped by our process timeout (past HELM_TIMEOUT and its grace): a failed result."""
 
     def __init__(self, message: str) -> None:
