@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import ROOT, tool
+from tests.conftest import ROOT
 from tests.test_create import octopod_args
 from tests.test_lifecycle import kept_pvc, pvc
 

@@ -28,6 +28,7 @@ from octopod_control.kinds.pods import owned, stuck
 from octopod_control.process import Redactor
 from octopod_control.rollout import BURST, FailFast, Progress, Seen, latest_events, log_tail
 from tests.conftest import ROOT, without_helm
+from octopod_dev.emulator.cluster import in_background
 
 CHART = str(ROOT / "tests" / "charts" / "workloads")
 MERGE = "application/merge-patch+json"
@@ -63,22 +64,14 @@ def history(env: dict, name: str, namespace: str) -> list[tuple[int, str]]:
 def driving(cluster, path: str, status: dict):
     """While the block runs, give the object at `path` this status once helm has applied it
     (observedGeneration its generation), as its controller would."""
-    stop = threading.Event()
+    def step() -> None:
+        obj = cluster.api("GET", path)
+        if obj and (obj.get("status") or {}).get("observedGeneration") != obj["metadata"].get("generation"):
+            full = dict(status, observedGeneration=obj["metadata"].get("generation", 1))
+            cluster.api("PATCH", f"{path}/status", {"status": full}, MERGE)
 
-    def loop() -> None:
-        while not stop.wait(0.2):
-            obj = cluster.api("GET", path)
-            if obj and (obj.get("status") or {}).get("observedGeneration") != obj["metadata"].get("generation"):
-                full = dict(status, observedGeneration=obj["metadata"].get("generation", 1))
-                cluster.api("PATCH", f"{path}/status", {"status": full}, MERGE)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with in_background(step, 0.2):
         yield
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 # -- end to end: fail fast, diagnose, then an update fixes it (each helm) ----------------------

@@ -84,23 +84,8 @@ class Cluster:
     @contextlib.contextmanager
     def controller(self, namespace: str, interval: float = 0.1) -> Iterator[None]:
         """While the block runs, mark the namespace's workloads ready as controllers would."""
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.is_set():
-                try:
-                    self.ready(namespace)
-                except OSError:
-                    pass
-                stop.wait(interval)
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        try:
+        with in_background(lambda: self.ready(namespace), interval):
             yield
-        finally:
-            stop.set()
-            thread.join(5)
 
     # -- a rollout as the deployment controller and the kubelet would show it (plain API requests)
     def roll_out(self, namespace: str, deployment: str, container: dict[str, Any] | None,
@@ -172,26 +157,16 @@ class Cluster:
         """While the block runs, roll out the Deployment's current template as `roll_out` does
         whenever helm has applied a new one, calling `then(pod)` once for each Pod made (to add
         its events or logs, as the kubelet would)."""
-        stop, seen = threading.Event(), set()
+        seen: set[str] = set()
 
-        def loop() -> None:
-            while not stop.is_set():
-                try:
-                    for pod in self.roll_out(namespace, deployment, container, pod_status=pod_status):
-                        if then and pod["metadata"]["uid"] not in seen:
-                            seen.add(pod["metadata"]["uid"])
-                            then(pod)
-                except OSError:
-                    pass
-                stop.wait(interval)
+        def step() -> None:
+            for pod in self.roll_out(namespace, deployment, container, pod_status=pod_status):
+                if then and pod["metadata"]["uid"] not in seen:
+                    seen.add(pod["metadata"]["uid"])
+                    then(pod)
 
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        try:
+        with in_background(step, interval):
             yield
-        finally:
-            stop.set()
-            thread.join(5)
 
     def event(self, involved: dict, reason: str, message: str, type: str = "Warning", count: int = 1) -> None:
         """A core/v1 Event about an object, as the kubelet or a controller records one."""
@@ -249,6 +224,29 @@ class Cluster:
     def stop(self) -> None:
         if self.proc is not None:
             processes.stop(self.proc)
+
+
+@contextlib.contextmanager
+def in_background(step: Callable[[], object], interval: float) -> Iterator[None]:
+    """While the block runs, call step() every `interval` seconds in a thread (a controller's
+    loop); an unreachable API in between is only a missed turn."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                step()
+            except OSError:
+                pass
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def start_emulator(workdir: Path, *extra: str) -> Cluster:

@@ -40,7 +40,6 @@ import random
 import re
 import ssl
 import string
-import sys
 import threading
 import time
 import uuid
@@ -654,7 +653,7 @@ class KubeEmulator:
                        for o in self._list(res, ns, q)['items']]
             return web.json_response({'kind': f'{res.kind}List', 'apiVersion': res.gv,
                                       'metadata': {'resourceVersion': str(self.rv)}, 'items': deleted})
-        raise ApiError(405, 'MethodNotAllowed', f'the server does not allow this method on the requested resource')
+        raise ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
