@@ -3,7 +3,7 @@ tasks side by side. `invoke --list`; `invoke --help create`.
 
 Nothing is defined here. Octopod's tasks are `octopod_control.tasks.ns`, the namespace
 scripts/ and the bundle boot (through `octopod_control.program.main`, never through this
-file); the development tasks (demo, test, wrappers, bundle, config-docs) are
+file); the development tasks (demo, test, wrappers, bundle, image, config-docs) are
 `octopod_dev.tasks.ns`. Both keep their names at the top level: `invoke create --name x`,
 `invoke demo`, `invoke test`.
 """

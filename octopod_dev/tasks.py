@@ -2,7 +2,7 @@
 
 Never shipped: the bundle boots `octopod_control.tasks.ns` only, and leaves this package out.
 A developer runs these from the project root (`invoke demo`, `invoke test`, `invoke wrappers`,
-`invoke bundle`, `invoke config-docs`; `./run demo` and `./run test` call the first two), where
+`invoke bundle`, `invoke image`, `invoke config-docs`; `./run demo` and `./run test` call the first two), where
 the root `tasks.py` puts them beside the product's tasks.
 
 Light at import time (invoke and the product's task decorator only): the Docker build runs
@@ -11,10 +11,13 @@ builder's modules are imported inside the task that needs them.
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from invoke import Collection, Exit
 
+from octopod_control.errors import UsageError
 from octopod_control.program import octopod_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +84,53 @@ def bundle(c, out="dist/utils", helm=None, kubectl=None, python=None):
     print(f"{out}/: {' '.join(names)}")
 
 
+@octopod_task(help={
+    "tag": "image reference to build, NAME:TAG (e.g. registry.example.com/team/octopod-utils:1.0.0)",
+    "push": "push it after the build; the builder reads the registry credentials itself "
+            "(REGISTRY_AUTH_FILE, ~/.docker/config.json, buildah's auth.json)",
+    "tls-verify": "true (default) or false: verify the registry's TLS on push (buildah; "
+                  "false for a plain-HTTP test registry)",
+    "version": "org.opencontainers.image.version (default: git describe --tags --always --dirty)",
+    "revision": "org.opencontainers.image.revision (default: git rev-parse HEAD)",
+    "source": "org.opencontainers.image.source (default: the git remote 'origin', as https)",
+    "helm": "helm in /utils: helm3 (default) or helm4",
+    "isolation": "buildah's --isolation: chroot (default unless BUILDAH_ISOLATION is set), oci or rootless",
+})
+def image(c, tag, push=False, tls_verify="true", version=None, revision=None, source=None, helm="helm3",
+          isolation=None):
+    """Build (and push) the utils image Octopod pulls, with docker or else buildah (docs/image.md).
+
+    Prints the image reference and its size. Exit 69 (EX_UNAVAILABLE) when no builder works:
+    neither a docker whose engine answers nor buildah.
+    """
+    from . import image as images
+
+    reference = images.check_reference(tag)
+    verify = images.parse_bool("--tls-verify", tls_verify)
+    if helm not in images.HELMS:
+        raise UsageError(f"--helm: expected one of {', '.join(images.HELMS)}, got {helm!r}")
+    builder = images.find_builder()
+    labels = images.git_labels(ROOT, version, revision, source)
+    spec = images.BuildSpec(reference, labels, helm,
+                            isolation=images.buildah_isolation(isolation, os.environ))
+    report = images.make(spec, builder, push, verify)
+    for note in report.notes:
+        print(note, file=sys.stderr)
+    for line in report.lines():
+        print(line)
+
+
+@octopod_task
+def warm_client(c):
+    """Build build/warm/octopod-warm, the warm path's client scripts/ use (docs/warm.md); cached."""
+    from . import warm_client as client
+
+    try:
+        print(client.build().relative_to(ROOT))
+    except client.BuildError as exc:
+        raise Exit(f"error: warm-client: {exc}", code=1) from None
+
+
 @octopod_task
 def config_docs(c):
     """Regenerate env/defaults.env and README's configuration table from octopod_control/config.py."""
@@ -94,6 +144,6 @@ ns = Collection(
     "dev",
     # try it, test it
     demo, test,
-    # generate and build what ships: scripts/, the /utils bundle, the configuration docs
-    wrappers, bundle, config_docs,
+    # generate and build what ships: scripts/, the /utils bundle, the image, the configuration docs
+    wrappers, warm_client, bundle, image, config_docs,
 )

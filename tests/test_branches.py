@@ -24,7 +24,8 @@ import pytest
 from octopod_dev import bundle
 from tests.conftest import ROOT, run_script, tool
 from tests.support.processes import kill_helm_when
-from tests.test_bundle import OCTOPOD_ENV, UID, jail, reset_home  # noqa: F401 (jail: a fixture)
+from tests.support.jail import OCTOPOD_ENV, UID, reset_home
+from tests.test_bundle import jail  # noqa: F401 (a fixture)
 from tests.test_create import helm_values, octopod_args
 from tests.test_lifecycle import act_as_controllers, get, kubectl, stop_pods
 

@@ -21,7 +21,7 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "octopod_control"
 DEVELOPMENT = ("tests", "octopod_dev")
-DEVELOPMENT_TASKS = {"demo", "test", "wrappers", "bundle", "config-docs"}
+DEVELOPMENT_TASKS = {"demo", "test", "wrappers", "bundle", "image", "config-docs"}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
