@@ -1,6 +1,8 @@
 """Side-by-side timing: commands run interleaved in one session, medians and ratios reported.
 
 These machines are shared and noisy, so only ratios measured in the same run mean much.
+Scripts run cold (WARM=false) unless a benchmark asks for the warm path (`warm`), with a
+runtime directory of the benchmark's own, so its warm servers are its own and stop with it.
 """
 from __future__ import annotations
 
@@ -38,6 +40,41 @@ def compare(cases: dict[str, Callable[[], float]], rounds: int = 15, warmup: int
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def warm(env: dict[str, str], start: Sequence[str]) -> tuple[dict[str, str], Callable[[], int]]:
+    """The environment of the warm path (the venv client built, WARM_LOG on) and a count of the
+    calls its servers served; `start` (a warm script call) starts the server, which is awaited."""
+    from octopod_dev.warm_client import build, socket_dir
+
+    build()
+    warm_env = dict(env, WARM="true", WARM_LOG="1")
+    directory = socket_dir(warm_env["XDG_RUNTIME_DIR"])
+
+    def served() -> int:
+        return sum(p.read_text().count(" call pid=") for p in directory.glob("*.log"))
+
+    before = {p.name for p in directory.glob("*.sock")} if directory.is_dir() else set()
+    timed(start, warm_env)
+    deadline = time.monotonic() + 60
+    while not ({p.name for p in directory.glob("*.sock")} - before) or " serving " not in "".join(
+            p.read_text() for p in directory.glob("*.log")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no warm server started in {directory}")
+        time.sleep(0.05)
+    return warm_env, served
+
+
+def stop_warm(env: dict[str, str]) -> None:
+    from octopod_dev.warm_client import socket_dir, stop_servers
+
+    if env.get("XDG_RUNTIME_DIR"):
+        stop_servers(socket_dir(env["XDG_RUNTIME_DIR"]))
+
+
+def verdict(what: str, ratio: float, target: float) -> None:
+    """One line report.py gathers into its summary."""
+    print(f"verdict: {what} = {ratio:.2f}x (target <= {target:.2f}x): {'met' if ratio <= target else 'NOT MET'}")
+
+
 def report(title: str, medians: dict[str, float], baseline: str, rounds: int) -> None:
     base = medians[baseline]
     print(f"\n{title} (median of {rounds}, interleaved)")
@@ -56,11 +93,13 @@ def emulated_cluster(**settings: str) -> Iterator[tuple[Path, Any, dict[str, str
         cluster = start_emulator(work, "--auto-ready")
         try:
             cluster.create_namespace("bench")
+            (work / "run").mkdir(mode=0o700)
             env = dict(os.environ, HOME=str(work), XDG_CACHE_HOME=str(work / "cache"),
                        KUBECONFIG=str(cluster.kubeconfig), HELM_BIN=str(ROOT / ".tools/bin/helm4"),
                        KUBECTL_BIN=str(ROOT / ".tools/bin/kubectl"), HELM_WAIT="false",
-                       NAMESPACE="bench")
+                       NAMESPACE="bench", WARM="false", XDG_RUNTIME_DIR=str(work / "run"))
             env.update(settings)
             yield work, cluster, env
         finally:
+            stop_warm(env)
             cluster.stop()

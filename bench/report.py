@@ -3,7 +3,9 @@
     .venv/bin/python bench/report.py [--quick]
 
 Runs bench/create.py (helm 3 and helm 4), check.py, sweep.py, tag_check.py and
-bundle.py; prints their tables and writes them to bench/results/latest.txt.
+bundle.py; prints their tables and writes them to bench/results/latest.txt, ending
+with a summary: every `verdict:` line (a target, met or not) and `gain:` line (the warm
+command server against the cold path, issue 17) the benchmarks printed.
 Each benchmark measures its cases side by side in one run (medians of >= 10),
 so its ratios hold even though absolute times move with the machine's load.
 """
@@ -50,6 +52,11 @@ def main() -> int:
             failed += 1
             print(done.stderr[-2000:], file=sys.stderr)
             lines.append(f"FAILED ({done.returncode}): {done.stderr[-500:]}")
+    summary = [line for chunk in lines for line in chunk.splitlines()
+               if line.startswith(("verdict:", "gain:"))]
+    if summary:
+        lines += ["## summary", *summary]
+        print("## summary", *summary, sep="\n")
     (out_dir / "latest.txt").write_text("\n".join(lines) + "\n")
     print(f"report written to {out_dir / 'latest.txt'}")
     return 1 if failed else 0

@@ -25,6 +25,19 @@
  * absolute nor with a '..' component), so nothing is written, or reachable through a
  * link, outside the unpack directory. A payload breaking these rules is refused with
  * exit 70 and one line, the partial directory removed: it is broken wherever we unpack.
+ *
+ * The warm path (docs/warm.md; the client is bundle/warm_client.c, included below): when the
+ * program runs from the cache and the task is a warm one (check, info, tag-check,
+ * archive-check) and WARM is not false, the launcher first hands the whole call (argv,
+ * environment, working directory, umask, signal state, fds 0-2) to a command server: this
+ * same program from the same cache entry, started once in the background (by the loader,
+ * as exec_from runs it, with _OCTOPOD_WARM_SERVER naming its socket) with Python and the tool
+ * already imported. The server forks a child per call that runs it as a cold run would; the
+ * launcher exits with the child's status. Whenever that cannot be done (no server yet, a
+ * stale or busy one, an unusable socket directory, a stalled handshake), nothing is printed
+ * and the launcher goes on exactly as before: exec from the cache (having started a server
+ * when none ran). The temporary-unpack fallback never goes warm. The launcher removes
+ * _OCTOPOD_WARM_SERVER from its environment first, so only its own start of a server sets it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,6 +65,8 @@
 #define LIBS "lib"
 #define PROGRAM "app/octopod-control"
 #define MARKER ".complete"
+
+#include "warm_client.c"
 
 struct trailer {
     uint64_t offset, size;
@@ -363,6 +378,21 @@ static int cache_root(int i, char *out, size_t size) {
     }
 }
 
+/* The warm server: this program from the cache entry, with no task (warm_try set its environment). */
+static void start_server(void *dir) {
+    char *argv[] = {PROGRAM, NULL};
+    exec_from(dir, 1, argv);
+}
+
+/* The warm path for a call about to run from the cache entry dir (under root); returns when the
+ * call is to run cold. The server is keyed by the entry, so by the payload's checksum. */
+static void try_warm(const char *root, const char *dir, int argc, char **argv) {
+    char code[PATH_MAX + 16];
+    int n = snprintf(code, sizeof code, "bundle%c%s", 0, dir);
+    if (n > 0 && n < (int)sizeof code)
+        warm_try(code, (size_t)n, argc - 1, argv + 1, root, start_server, (void *)dir);
+}
+
 /* Run from the cache: exec, never returns, when a usable or installable entry exists. */
 static void run_cached(int argc, char **argv) {
     char root[PATH_MAX], dir[PATH_MAX];
@@ -386,6 +416,7 @@ static void run_cached(int argc, char **argv) {
             else prune(root);
             if (!complete(dir)) continue;
         }
+        try_warm(root, dir, argc, argv);
         exec_from(dir, argc, argv);
     }
 }
@@ -417,6 +448,7 @@ static int run_temporary(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    unsetenv(WARM_SERVER_VAR);  /* plumbing: only our own start of a warm server sets it */
     map_self(argc > 0 ? argv[0] : "");
     if (!getenv("OCTOPOD_BUNDLE_NO_CACHE")) run_cached(argc, argv);
     return run_temporary(argc, argv);

@@ -17,7 +17,9 @@ from typing import Mapping
 
 # Set by PyInstaller's bootloader or by our launcher (bundle/launcher.c) for the
 # frozen program itself; a child must never inherit them.
-_PLUMBING_PREFIXES = ("_PYI_", "_MEIPASS", "OCTOPOD_BUNDLE_", "STATICX_")
+_PLUMBING_PREFIXES = ("_PYI_", "_MEIPASS", "OCTOPOD_BUNDLE_", "STATICX_", "_OCTOPOD_WARM_")
+# Set only when the launcher starts this program as the warm command server (warm.SERVER_VARIABLE).
+_WARM_SERVER = "_OCTOPOD_WARM_SERVER"
 _PLUMBING_NAMES = ("LD_LIBRARY_PATH_ORIG", "PYTHONHOME", "PYTHONPATH")
 
 # CA bundles by distribution; Octopod's Nix image has the last one, Debian-built OpenSSL
@@ -97,6 +99,10 @@ def prepare() -> None:
 
 
 def main() -> None:
+    if os.environ.get(_WARM_SERVER):  # the launcher started us as the warm server (docs/warm.md)
+        from .warm import serve
+
+        serve()
     prepare()
     from .program import main as run
 

@@ -172,8 +172,11 @@ def system_libraries(onedir: Path) -> list[Path]:
 
 
 def compile_launcher(work: Path, root: Path = ROOT) -> Path:
+    """The static launcher, the warm client included (bundle/warm_client.c, its lists from Python)."""
+    from .warm_client import defines
+
     out = work / "launcher"
-    _run(["gcc", "-static", "-O2", "-s", "-Wall", "-Wno-format-truncation", "-o", str(out),
+    _run(["gcc", "-static", "-O2", "-s", "-Wall", "-Wno-format-truncation", *defines(), "-o", str(out),
           str(root / "bundle" / "launcher.c"), "-lz"])
     if elf_interp(out):
         raise BundleError(f"{out}: the launcher is not static")

@@ -17,6 +17,47 @@ TOOLS = ROOT / ".tools" / "bin"
 HELMS = {"helm3": "v3.18.0", "helm4": "v4.1.4"}
 
 
+def _warm_dirs() -> list[Path]:
+    """Where scripts/ calls made with the environment's runtime bases put warm servers."""
+    from octopod_dev.warm_client import socket_dir
+
+    bases = {os.environ.get("XDG_RUNTIME_DIR") or "", os.environ.get("TMPDIR") or "", "/tmp"}
+    return [socket_dir(b) for b in sorted(bases) if b.startswith("/")]
+
+
+def pytest_configure(config) -> None:
+    # scripts/ runs cold in the suite unless a test asks for the warm path (tests/test_warm.py
+    # proves warm = cold byte for byte); WARM=true in the environment runs the suite warm.
+    os.environ.setdefault("WARM", "false")
+    from octopod_dev.warm_client import server_pids
+
+    config._warm_servers_before = {pid for d in _warm_dirs() for pid in server_pids(d)}
+
+
+def pytest_unconfigure(config) -> None:
+    """Warm servers this session started (a test whose environment left WARM unset) stop with it."""
+    from octopod_dev.warm_client import server_pids, stop
+
+    before = getattr(config, "_warm_servers_before", set())
+    stop(sorted({pid for d in _warm_dirs() for pid in server_pids(d)} - before))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_servers_under_basetemp(tmp_path_factory) -> Iterator[None]:
+    """Warm servers a test started inside its own directories (a chroot's /tmp, a cache root, a
+    runtime directory of its own) stop with the session, by the PIDs in their lock files."""
+    yield
+    from octopod_dev.warm_client import server_pids, stop
+
+    pids = []
+    for directory, names, _ in os.walk(tmp_path_factory.getbasetemp()):  # symlinks not followed
+        for name in names:
+            if name.startswith("octopod-control-warm-") or (
+                    name == "warm" and os.path.basename(directory) == "octopod-control"):
+                pids += server_pids(Path(directory) / name)
+    stop(pids)
+
+
 def tool(name: str) -> str:
     path = TOOLS / name
     if not path.exists():

@@ -15,6 +15,7 @@ import stat
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -23,12 +24,11 @@ import pytest
 
 from octopod_control import frozen
 from octopod_control.tasks import OCTOPOD_SCRIPTS
-from octopod_dev import bundle
+from octopod_dev import bundle, warm_client
 from tests.conftest import tool
+from tests.support.jail import (BUSYBOX, OCTOPOD_ENV, UID, add_kubeconfig, in_jail, make_root, require_root,
+                                reset_home)
 
-BUSYBOX = Path("/bin/busybox")
-UID = 1000
-OCTOPOD_ENV = ["PATH=/utils:/bin", "USER=octopod", "HOME=/home/octopod"]
 COMMON = ["--project-name", "demo", "--base-domain", "staging.example.com"]
 
 
@@ -204,61 +204,26 @@ def test_launcher_refuses_a_symlink_out_of_the_cache(launcher, tmp_path):
 # -- the built bundle in a chroot
 @pytest.fixture(scope="module")
 def jail(tmp_path_factory) -> Path:
-    """A chroot: busybox, the bundle in /utils (with helm and kubectl), a home for uid 1000."""
-    if os.geteuid() != 0:
-        why = (f"the chroot tests need root: chroot(2) into the jail, mknod of its /dev/null "
-               f"(this run is uid {os.geteuid()})")
-        if os.environ.get("OCTOPOD_TESTS_AS_ROOT"):  # .ci/run sets it: CI must run these, not skip them
-            pytest.fail(f"{why}; OCTOPOD_TESTS_AS_ROOT is set, so this is an error, not a skip")
-        pytest.skip(f"{why}; CI runs them as root")
-    if not BUSYBOX.exists():
-        pytest.fail("/bin/busybox missing: apt-get install busybox-static (./run does)")
+    """A chroot (tests/support/jail.py): busybox, the bundle in /utils (with helm and kubectl)."""
+    require_root("the chroot tests need root: chroot(2) into the jail, mknod of its /dev/null")
     root = tmp_path_factory.mktemp("jail")
-    os.chmod(root, 0o755)
     try:
         bundle.build(root / "utils", helm=Path(tool("helm4")), kubectl=Path(tool("kubectl")),
                      log=lambda line: print(line, file=sys.stderr))
     except bundle.BundleError as exc:
         pytest.fail(f"bundle build failed: {exc}")
-    (root / "bin").mkdir()
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            (root / "bin" / applet).symlink_to("busybox")
-    for name, mode, owner in (("home/octopod", 0o755, UID), ("copy", 0o755, UID), ("tmp", 0o1777, 0),
-                              ("kube", 0o755, 0), ("dev", 0o755, 0)):
-        path = root / name
-        path.mkdir(parents=True)
-        os.chown(path, owner, owner)
-        path.chmod(mode)
-    # Every container has /dev/null; subprocess opens it for a child's empty stdin.
-    os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    (root / "dev" / "null").chmod(0o666)
-    return root
+    yield make_root(root)
+    warm_client.stop_servers(jail_warm_dir(root))  # the warm servers check and info started
 
 
-def in_jail(root: Path, *argv: str, env: tuple[str, ...] = (), timeout: float = 180,
-            ) -> subprocess.CompletedProcess:
-    """argv inside the chroot as uid 1000 with Octopod's environment (plus env)."""
-    command = ["chroot", f"--userspec={UID}:{UID}", str(root), "/bin/env", "-i",
-               *OCTOPOD_ENV, *env, *argv]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-def reset_home(root: Path) -> Path:
-    home = root / "home" / "octopod"
-    shutil.rmtree(home)
-    home.mkdir()
-    os.chown(home, UID, UID)
-    return home
+def jail_warm_dir(root: Path) -> Path:
+    """uid 1000's warm servers in the jail: under its /tmp (no XDG_RUNTIME_DIR, no TMPDIR set)."""
+    return warm_client.socket_dir(root / "tmp", UID)
 
 
 @pytest.fixture
 def kubeconfig(jail: Path, cluster) -> str:
-    shutil.copyfile(cluster.kubeconfig, jail / "kube" / "config")
-    (jail / "kube" / "config").chmod(0o644)
-    return "KUBECONFIG=/kube/config"
+    return add_kubeconfig(jail, cluster.kubeconfig)
 
 
 @pytest.fixture
@@ -367,7 +332,50 @@ def test_corrupt_or_unusable_cache_falls_back(jail):
     assert done.returncode == 0, done.stderr
     assert (jail / f"tmp/octopod-control-{UID}").is_dir()
     shutil.rmtree(jail / f"tmp/octopod-control-{UID}")
-    # No cache at all: unpacked privately for the call, removed afterwards.
+    # No cache at all: unpacked privately for the call, removed afterwards (the warm servers'
+    # socket directory, octopod-control-warm-1000, is no unpacked tree).
     done = in_jail(jail, "/utils/octopod-control", "config", env=("OCTOPOD_BUNDLE_NO_CACHE=1",))
     assert done.returncode == 0, done.stderr
-    assert not [p for p in (jail / "tmp").iterdir() if p.name.startswith("octopod-control")]
+    assert not [p for p in (jail / "tmp").iterdir()
+                if p.name.startswith("octopod-control") and p != jail_warm_dir(jail)]
+
+
+@pytest.mark.slow
+def test_the_warm_path_in_the_jail_answers_as_the_cold_one(jail, cluster, namespace, kubeconfig):
+    """As uid 1000 in the busybox-only root: the first call starts the warm server (the bundle
+    itself, from its cache entry); every later call of the corpus is served by it (its log says
+    so) and gives the cold run's exit code, stdout and stderr, byte for byte (docs/warm.md)."""
+    def run(*argv: str, env: tuple[str, ...]) -> subprocess.CompletedProcess:
+        command = ["chroot", f"--userspec={UID}:{UID}", str(jail), "/bin/env", "-i", *OCTOPOD_ENV,
+                   "WARM_LOG=1", kubeconfig, *env, *argv]
+        return subprocess.run(command, capture_output=True, timeout=180)
+
+    def log() -> str:
+        return "".join(p.read_text() for p in warm_dir.glob("*.log"))
+
+    reset_home(jail)
+    warm_dir = jail_warm_dir(jail)
+    args = [*COMMON, "--namespace", namespace, "--name", "web"]
+    with cluster.controller(namespace):
+        done = run("create", *args, "--tag", "v1", env=("HELM_TIMEOUT=60",))
+    assert done.returncode == 0, done.stderr
+    assert run("info", *args, env=()).returncode == 0  # runs cold, starts the server
+    deadline = time.monotonic() + 60
+    while not (list(warm_dir.glob("*.sock")) and " serving " in log()):
+        assert time.monotonic() < deadline, f"no warm server started in the jail: {log()}"
+        time.sleep(0.1)
+    assert stat.S_IMODE(warm_dir.stat().st_mode) == 0o700 and warm_dir.stat().st_uid == UID
+    corpus = [(["check", "--tag", "v1"], ()), (["check", "--tag", "v2"], ()), (["check", "--bogus"], ()),
+              (["info"], ()), (["tag_check", "--tag", "v1"], ()), (["archive_check"], ()),
+              (["check", "--tag", "v1"], ("KUBE_TIMEOUT=abc",))]
+    codes = set()
+    for (script, *flags), extra in corpus:
+        calls = log().count(" call pid=")
+        cold = run(script, *args, *flags, env=("WARM=false", *extra))
+        assert log().count(" call pid=") == calls, "WARM=false reached the server"
+        warm = run(script, *args, *flags, env=extra)
+        assert log().count(" call pid=") == calls + 1, (script, flags, log()[-500:])
+        assert (warm.returncode, warm.stdout, warm.stderr) == (cold.returncode, cold.stdout, cold.stderr), \
+            (script, flags)
+        codes.add(warm.returncode)
+    assert codes == {0, 1, 3, 64, 78}, codes
