@@ -265,12 +265,15 @@ def _git(root: Path, *args: str) -> str:
     return run(["git", "-C", str(root), *args], f"git {args[0]}", GIT_TIMEOUT).strip()
 
 
-def public_url(remote: str) -> str:
-    """A remote's URL fit for a label: ssh and scp-like forms as https, no user or token, no .git."""
+def public_url(remote: str) -> str | None:
+    """A remote's URL fit for a label: ssh and scp-like forms as https, no user or token, no .git;
+    None for a remote no one else can reach (a local path, file://: a clone of a clone)."""
     scp = re.match(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.+)$", remote)  # git@host:team/repo.git
     url = f"https://{scp.group(1)}/{scp.group(2)}" if scp else remote
     url = re.sub(r"^(?:ssh|git)://", "https://", url)
-    url = re.sub(r"^(https://)[^@/]*@", r"\1", url)
+    url = re.sub(r"^(https?://)[^@/]*@", r"\1", url)
+    if not re.match(r"^https?://[^/]", url):
+        return None
     return url.removesuffix("/").removesuffix(".git")
 
 
@@ -285,8 +288,10 @@ def git_labels(root: Path = ROOT, version: str | None = None, revision: str | No
         try:
             source = public_url(_git(root, "remote", "get-url", "origin"))
         except ImageError:
+            source = None
+        if not source:
             source = DEFAULT_SOURCE
-            (warn or _stderr)(f"warning: no git remote 'origin': org.opencontainers.image.source "
+            (warn or _stderr)(f"warning: no public git remote 'origin': org.opencontainers.image.source "
                               f"is {source} (pass --source)")
     return Labels(version, revision, source)
 

@@ -208,6 +208,8 @@ def test_tls_verify_takes_true_or_false():
     ("https://user:ghp_t0ken@github.com/team/octopod-control.git", "https://github.com/team/octopod-control"),
     ("ssh://git@git.example.com/platform/octopod-control", "https://git.example.com/platform/octopod-control"),
     ("https://git.example.com/platform/octopod-control/", "https://git.example.com/platform/octopod-control"),
+    ("/work/main", None),  # a clone of a local clone (CI's): nothing anyone else can open
+    ("file:///srv/git/octopod-control.git", None),
 ])
 def test_the_source_label_is_a_public_url(remote, url):
     assert image.public_url(remote) == url
@@ -228,12 +230,15 @@ def test_labels_come_from_git(tmp_path):
     warnings: list[str] = []
     labels = image.git_labels(tmp_path, warn=warnings.append)
     assert labels == image.Labels("v1.0.0", git(tmp_path, "rev-parse", "HEAD"), image.DEFAULT_SOURCE)
-    assert warnings and "no git remote 'origin'" in warnings[0]
+    assert warnings and "no public git remote 'origin'" in warnings[0]
     (tmp_path / "f").write_text("y")
     git(tmp_path, "remote", "add", "origin", "git@github.com:team/octopod-control.git")
     labels = image.git_labels(tmp_path, warn=warnings.append)
     assert (labels.version, labels.source) == ("v1.0.0-dirty", "https://github.com/team/octopod-control")
     assert image.git_labels(tmp_path, version="2.0.0", source="https://s").version == "2.0.0"
+    git(tmp_path, "remote", "set-url", "origin", "/srv/clone")  # a clone of a local clone, as in CI
+    assert image.git_labels(tmp_path, warn=warnings.append).source == image.DEFAULT_SOURCE
+    assert "no public git remote 'origin'" in warnings[-1]
 
 
 def test_outside_git_the_version_must_be_given(tmp_path):
