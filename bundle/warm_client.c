@@ -24,21 +24,30 @@
  * - The fds travel with the commit, never before it: fds in a message nobody reads (a stalled
  *   server's backlog) would hold the caller's pipes open, and the caller would wait for an EOF.
  * - The socket is in <base>/octopod-control-warm-<uid>, base = $XDG_RUNTIME_DIR, else $TMPDIR,
- *   else /tmp (an absolute path; the bundle also tries <its cache root>/warm), created 0700 and
- *   used only when it is a real directory of ours that nobody else may use; the server checks
- *   the peer's uid too.
+ *   else /tmp (an absolute path; the bundle also tries <its cache root>/warm). The base must be
+ *   ours or root's, and sticky if others may write it (else another user could rename our
+ *   directory away and put theirs in its place); the directory is created 0700 and used only
+ *   when it is a real directory of ours with exactly that mode: one that was ever open to others
+ *   may hold what they planted, so it is refused, never tightened. The socket file must be ours,
+ *   and the listener too (SO_PEERCRED, before a byte is sent: the call carries the environment);
+ *   the server checks our uid as well.
  * - The socket's name is a checksum (two FNV-1a 64-bit sums: not a secret, only a name; the
- *   directory is the boundary) of everything a cold start takes from the process that a call
- *   cannot change: the code (the venv's root and Python, or the bundle's cache entry, named by
- *   its payload's checksum), uid, gid, groups, rlimits, nice, CPU affinity, the root directory,
- *   and the environment variables the interpreter, the loader or OpenSSL read at start-up
- *   (WARM_STARTUP_VARS). A call differing in any of them meets another server.
+ *   directory and the owner checks are the boundary) of the protocol version and of everything
+ *   a cold start takes from the process that a call cannot change: the code (the venv's root
+ *   and Python, or the bundle's cache entry, named by its payload's checksum), uid, gid, groups,
+ *   rlimits, nice, CPU affinity, the root directory, and the environment variables the
+ *   interpreter, the loader or OpenSSL read at start-up (WARM_STARTUP_VARS). A call differing in
+ *   any of them meets another server.
  * - WARM=false (any false spelling of the schema's flag type; a value that is no flag counts as
  *   false) or a task outside WARM_TASKS: cold at once, no server contacted.
  * - Every wait is bounded: connect is non-blocking (a full backlog is a cold run), and the
  *   handshake has WARM_HANDSHAKE_MS in all. After the commit the client waits as it would for a
- *   cold child, forwarding SIGINT, SIGTERM and SIGHUP (unless they were ignored when it started)
- *   to the server, which signals the call's process group (and kills it if the client dies).
+ *   cold child. The server names the child ("P": its PID, which is its process group, and a
+ *   pidfd); SIGINT, SIGTERM and SIGHUP (unless ignored when the client started) are given to
+ *   that group by the client itself, so they reach the call even when the server is gone, and
+ *   the group is SIGKILLed WARM_GRACE_MS later if the call has not ended (the server, told "K",
+ *   does that too, and kills the group when the client dies).
+ * - A server that cannot serve leaves <key>.failed: no client starts one for WARM_BACKOFF_S.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -64,15 +73,16 @@
 #include <unistd.h>
 
 #if !defined(WARM_TASKS) || !defined(WARM_FALSE_WORDS) || !defined(WARM_TRUE_WORDS) || \
-    !defined(WARM_STARTUP_VARS)
-#error "build through octopod_dev/warm_client.py: it passes the task list and the flag words"
+    !defined(WARM_STARTUP_VARS) || !defined(WARM_PROTOCOL) || !defined(WARM_GRACE_MS) || \
+    !defined(WARM_BACKOFF_S)
+#error "build through octopod_dev/warm_client.py: it passes the task list, flag words and numbers"
 #endif
 
-#define WARM_PROTOCOL 1
 #define WARM_HANDSHAKE_MS 500
 #define WARM_MAX_CALL (4u << 20)
 #define WARM_KEY_HEX 32
 #define WARM_SERVER_VAR "_OCTOPOD_WARM_SERVER"
+#define WARM_SINCE_VAR "_OCTOPOD_WARM_SINCE"
 
 static const char *const warm_tasks[] = {WARM_TASKS, NULL};
 static const char *const warm_false_words[] = {WARM_FALSE_WORDS, NULL};
@@ -193,24 +203,38 @@ static int warm_key(char out[WARM_KEY_HEX + 1], const char *code, size_t code_le
 }
 
 /* -- the socket's directory */
-static int warm_private_dir(const char *path) {
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) return 0;
+/* A base nobody else can swap our directory in: ours or root's, sticky if others may write it. */
+static int warm_safe_base(const char *base) {
     struct stat st;
-    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid()) return 0;
-    if (st.st_mode & 077) {  /* ours but open to others (made by hand?): tighten it */
-        if (chmod(path, 0700) != 0 || lstat(path, &st) != 0 || (st.st_mode & 077)) return 0;
+    if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+    if (st.st_uid != getuid() && st.st_uid != 0) return 0;
+    return !(st.st_mode & (S_IWGRP | S_IWOTH)) || (st.st_mode & S_ISVTX);
+}
+
+/* Ours, a real directory, mode 0700 exactly: made so by us now, or refused (never tightened). */
+static int warm_private_dir(const char *path) {
+    if (mkdir(path, 0700) == 0) {
+        if (chmod(path, 0700) != 0) return 0;  /* a umask may have taken bits; nobody else could enter */
+    } else if (errno != EEXIST) {
+        return 0;
     }
-    return 1;
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid() &&
+           (st.st_mode & 07777) == 0700;
+}
+
+static int warm_dir_in(char *out, size_t size, const char *base, const char *name) {
+    return snprintf(out, size, "%s/%s", base, name) < (int)size && warm_safe_base(base) &&
+           warm_private_dir(out);
 }
 
 static int warm_dir(char *out, size_t size, const char *fallback) {
     const char *base = getenv("XDG_RUNTIME_DIR");
     if (!base || base[0] != '/') base = getenv("TMPDIR");
     if (!base || base[0] != '/') base = "/tmp";
-    if (snprintf(out, size, "%s/octopod-control-warm-%u", base, (unsigned)getuid()) < (int)size &&
-        warm_private_dir(out))
-        return 1;
-    return fallback && snprintf(out, size, "%s/warm", fallback) < (int)size && warm_private_dir(out);
+    char name[64];
+    snprintf(name, sizeof name, "octopod-control-warm-%u", (unsigned)getuid());
+    return warm_dir_in(out, size, base, name) || (fallback && warm_dir_in(out, size, fallback, "warm"));
 }
 
 /* -- the exchange */
@@ -303,7 +327,9 @@ static int warm_byte(int s, const struct timespec *dl) {
 }
 
 static int warm_pipe[2] = {-1, -1};
-static int warm_pending;  /* the last signal forwarded: still ours if the call comes back cold */
+static int warm_pending;  /* the last signal that came: still ours if the call comes back cold */
+static pid_t warm_child_pid;  /* the call's child (and process group), as the server named it */
+static int warm_child_fd = -1;  /* its pidfd (-1: none, a kernel without pidfd_open) */
 
 static void warm_on_signal(int sig) {
     int saved = errno;
@@ -328,39 +354,124 @@ static void warm_exit_as(int status) {
     _exit(70);
 }
 
+/* The child still runs after waiting up to ms for it to end, so its PID and the number of the
+ * process group it leads are its own: its pidfd is not readable (without a pidfd, a weaker
+ * check: the group it leads is there). */
+static int warm_child_running(int ms) {
+    if (warm_child_pid <= 0) return 0;
+    if (warm_child_fd < 0) return getpgid(warm_child_pid) == warm_child_pid;
+    struct pollfd p = {warm_child_fd, POLLIN, 0};
+    int n;
+    while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR) {}
+    return n == 0;
+}
+
+static int warm_child_alive(void) { return warm_child_running(0); }
+
+static uint32_t warm_get32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* After the commit the signals that end a call go to its process group from here, not through
+ * the server: they reach the call even when the server is gone. The server is told ("K") so it
+ * SIGKILLs the group after the grace even when we are gone by then; so do we, meanwhile. */
+struct warm_relay { int delivered, armed, spent; struct timespec kill_at; };
+
+static void warm_deliver(int s, struct warm_relay *r, int sig) {
+    if (!warm_child_alive()) return;
+    kill(-warm_child_pid, sig);
+    r->delivered = sig;
+    unsigned char k[2] = {'K', (unsigned char)sig};
+    if (send(s, k, 2, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {}
+    if (!r->armed && !r->spent) {
+        r->armed = 1;
+        clock_gettime(CLOCK_MONOTONIC, &r->kill_at);
+        r->kill_at.tv_sec += WARM_GRACE_MS / 1000;
+        r->kill_at.tv_nsec += (WARM_GRACE_MS % 1000) * 1000000L;
+        if (r->kill_at.tv_nsec >= 1000000000L) { r->kill_at.tv_sec++; r->kill_at.tv_nsec -= 1000000000L; }
+    }
+}
+
+/* Data from the server or the child, with any fd riding on it (one kept in *held, others closed);
+ * the bytes read, 0 at EOF, -1 to try again, -2 on an error. */
+static ssize_t warm_receive(int s, unsigned char *buf, size_t room, int *held) {
+    union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } control;
+    struct iovec iov = {buf, room};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return errno == EINTR || errno == EAGAIN ? -1 : -2;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof fd, sizeof fd);
+            if (*held < 0) *held = fd;
+            else close(fd);
+        }
+    }
+    return n;
+}
+
 /* Committed: relay signals, wait for the status. Returns only when the server answers "C"
- * (no child took the call: run it cold). */
+ * (no child took the call: run it cold). Messages: "P" + PID (the child, its pidfd riding on
+ * it), then "X" + wait status (from the child itself, then from the server) or "C". */
 static void warm_follow(int s) {
-    unsigned char status[5];
+    unsigned char buf[32];
     size_t got = 0;
+    int held = -1;
+    struct warm_relay relay = {0, 0, 0, {0, 0}};
     for (;;) {
         struct pollfd p[2] = {{s, POLLIN, 0}, {warm_pipe[0], POLLIN, 0}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            break;
+        int n = poll(p, 2, relay.armed ? (int)warm_ms_left(&relay.kill_at) : -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        if (n == 0) {  /* the grace is over and the call still runs */
+            relay.armed = 0;
+            relay.spent = 1;
+            warm_deliver(s, &relay, SIGKILL);
+            continue;
         }
         if (p[1].revents & POLLIN) {
             unsigned char sigs[16];
-            ssize_t n = read(warm_pipe[0], sigs, sizeof sigs);
-            for (ssize_t i = 0; i < n; i++) {
-                unsigned char k[2] = {'K', sigs[i]};
+            ssize_t k = read(warm_pipe[0], sigs, sizeof sigs);
+            for (ssize_t i = 0; i < k; i++) {
                 warm_pending = sigs[i];
-                if (send(s, k, 2, MSG_NOSIGNAL) < 0) {}
+                warm_deliver(s, &relay, sigs[i]);  /* before "P": given when it comes */
             }
         }
         if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        ssize_t n = recv(s, status + got, sizeof status - got, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-        if (n <= 0) break;
-        if (got == 0 && status[0] == 'C') return;
-        got += (size_t)n;
-        if (got == sizeof status && status[0] == 'X') {
-            int32_t st = (int32_t)((uint32_t)status[1] | (uint32_t)status[2] << 8 |
-                                   (uint32_t)status[3] << 16 | (uint32_t)status[4] << 24);
-            warm_exit_as(st);
+        ssize_t r = warm_receive(s, buf + got, sizeof buf - got, &held);
+        if (r == -1) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+        while (got > 0) {
+            if (buf[0] == 'C') {
+                if (held >= 0) close(held);
+                return;
+            }
+            if (got < 5 || (buf[0] != 'P' && buf[0] != 'X')) break;
+            if (buf[0] == 'X') warm_exit_as((int)warm_get32(buf + 1));
+            if (warm_child_pid == 0) {
+                warm_child_pid = (pid_t)warm_get32(buf + 1);
+                warm_child_fd = held;
+                held = -1;
+                if (warm_pending) warm_deliver(s, &relay, warm_pending);
+            }
+            memmove(buf, buf + 5, got - 5);
+            got -= 5;
         }
-        if (got == sizeof status) break;
+        if (got > 0 && buf[0] != 'P' && buf[0] != 'X') break;  /* not our protocol */
     }
+    if (held >= 0) close(held);
+    /* No status: the server is gone, and the child is ending (it held our connection to its
+     * end; its exit is seen a moment after its files close). It ended by the signal we gave it,
+     * as a cold process would have. */
+    if (relay.delivered && !warm_child_running(1000)) warm_exit_as(relay.delivered);
     fprintf(stderr, "error: octopod-control: the warm command server ended during the call "
                     "(WARM=false runs every call cold)\n");
     _exit(70);
@@ -413,6 +524,9 @@ static void warm_commit(int s, int cwd) {
         if (installed[i]) sigaction(warm_forwarded[i], &before[i], NULL);
     close(warm_pipe[0]);
     close(warm_pipe[1]);
+    if (warm_child_fd >= 0) close(warm_child_fd);
+    warm_child_fd = -1;
+    warm_child_pid = 0;
     if (warm_pending) raise(warm_pending);
 }
 
@@ -420,6 +534,9 @@ static void warm_commit(int s, int cwd) {
 static enum warm_result warm_call(const char *path, const char *key, int nargs, char **args) {
     for (int fd = 0; fd < 3; fd++)
         if (fcntl(fd, F_GETFD) < 0) return WARM_COLD;  /* a closed stdio stays the cold run's */
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? WARM_NO_SERVER : WARM_COLD;
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != getuid()) return WARM_COLD;  /* not our server's */
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += WARM_HANDSHAKE_MS / 1000;
@@ -433,6 +550,13 @@ static enum warm_result warm_call(const char *path, const char *key, int nargs, 
         int e = errno;
         close(s);
         return e == ENOENT || e == ECONNREFUSED ? WARM_NO_SERVER : WARM_COLD;
+    }
+    struct ucred peer;
+    socklen_t peer_len = sizeof peer;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) != 0 || peer_len != sizeof peer ||
+        peer.uid != getuid()) {  /* another user listens there: not one byte of the call for it */
+        close(s);
+        return WARM_COLD;
     }
     enum warm_result result = WARM_COLD;
     size_t size = 0;
@@ -464,13 +588,22 @@ static void warm_close_from(int lowest) {
     for (long fd = lowest; fd < top; fd++) close((int)fd);
 }
 
-/* A server's environment: the start-up variables (its key), the two settings it reads, the socket. */
-static char **warm_server_environ(const char *path, char **self) {
+/* A server's environment: the start-up variables (its key), the two settings it reads, the socket,
+ * and when it was started (before this instant the interpreter read no file: one changed after it
+ * may have been imported before the change; the server then does not serve). */
+static char **warm_server_environ(const char *path, char **self, char *since, size_t since_size) {
     size_t n = 0;
     for (char **e = environ; *e; e++) n++;
-    char **env = calloc(n + 2, sizeof *env);
+    char **env = calloc(n + 3, sizeof *env);
     *self = malloc(strlen(WARM_SERVER_VAR) + strlen(path) + 2);
-    if (!env || !*self) { free(env); free(*self); return NULL; }
+    struct timespec now;
+    if (!env || !*self || clock_gettime(CLOCK_REALTIME, &now) != 0) {
+        free(env);
+        free(*self);
+        return NULL;
+    }
+    snprintf(since, since_size, "%s=%lld", WARM_SINCE_VAR,
+             (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
     size_t k = 0;
     for (char **e = environ; *e; e++) {
         int setting = 0;
@@ -481,22 +614,40 @@ static char **warm_server_environ(const char *path, char **self) {
     }
     sprintf(*self, "%s=%s", WARM_SERVER_VAR, path);
     env[k++] = *self;
+    env[k++] = since;
     env[k] = NULL;
     return env;
 }
 
-/* Start a server for path unless one holds the key's lock (starting or serving). */
+/* A server of this key could not serve less than WARM_BACKOFF_S ago (its <key>.failed). */
+static int warm_backing_off(const char *dir, const char *key) {
+    char failed[PATH_MAX];
+    if (snprintf(failed, sizeof failed, "%s/%s.failed", dir, key) >= (int)sizeof failed) return 1;
+    struct stat st;
+    if (lstat(failed, &st) != 0) return errno != ENOENT;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long age = (long long)now.tv_sec - (long long)st.st_mtim.tv_sec;
+    return age > -WARM_BACKOFF_S && age < WARM_BACKOFF_S;  /* a clock set back far: try again */
+}
+
+/* Someone holds the key's lock: a server starting or serving (the file goes with its holder). */
+static int warm_lock_held(const char *dir, const char *key) {
+    char lock[PATH_MAX];
+    if (snprintf(lock, sizeof lock, "%s/%s.lock", dir, key) >= (int)sizeof lock) return 1;
+    int fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return errno != ENOENT;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0;
+    close(fd);
+    return held;
+}
+
+/* Start a server for path unless one holds the key's lock, or one failed to serve just now. */
 static void warm_spawn(const char *dir, const char *key, const char *path, warm_start_fn start,
                        void *ctx) {
-    char lock[PATH_MAX];
-    if (snprintf(lock, sizeof lock, "%s/%s.lock", dir, key) >= (int)sizeof lock) return;
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return;
-    int busy = flock(fd, LOCK_SH | LOCK_NB) != 0;
-    close(fd);
-    if (busy) return;
-    char *self = NULL;
-    char **env = warm_server_environ(path, &self);
+    if (warm_backing_off(dir, key) || warm_lock_held(dir, key)) return;
+    char *self = NULL, since[64];
+    char **env = warm_server_environ(path, &self, since, sizeof since);
     if (!env) return;
     pid_t pid = fork();
     if (pid == 0) {

@@ -39,9 +39,10 @@ import struct
 import sys
 import time
 import types
-from typing import NoReturn
+from typing import Callable, NoReturn, TypeVar
 
-PROTOCOL = 1
+T = TypeVar("T")
+PROTOCOL = 2  # the client is built with it (octopod_dev/warm_client.py), and keys servers by it
 # Octopod's frequent, read-only scripts (the client is built with this list: octopod_dev/warm_client.py).
 WARM_TASKS = ("check", "info", "tag-check", "archive-check")
 # Environment a cold start reads before any of our code runs (the interpreter, PyInstaller's
@@ -49,6 +50,7 @@ WARM_TASKS = ("check", "info", "tag-check", "archive-check")
 STARTUP_PREFIXES = ("PYTHON", "PYINSTALLER_", "_PYI_", "_MEIPASS", "LC_", "LANG", "LD_", "OPENSSL_",
                     "MALLOC_", "GLIBC_TUNABLES")
 SERVER_VARIABLE = "_OCTOPOD_WARM_SERVER"  # the socket path, set only by the client that starts us
+SINCE_VARIABLE = "_OCTOPOD_WARM_SINCE"  # when that client started us (ns since the epoch)
 SERVER_SETTINGS = ("WARM_IDLE", "WARM_LOG")  # passed on by that client
 # Read at import by a preloaded module: a call that sets one runs cold.
 COLD_ONLY = (b"INVOKE_DEBUG",)
@@ -71,11 +73,14 @@ HANDSHAKE_TIMEOUT = 5.0  # for a connection to deliver its call and commit to it
 GRACE = 3.0  # after a forwarded signal or a vanished client, SIGKILL for the call's process group
 TICK = 1.0  # how often the socket is checked to still be ours, and the code unchanged
 DEFAULT_IDLE = 600.0
+BACKOFF = 60.0  # after a start that could not serve (<key>.failed), clients start none for this long
+LOG_CAP = 1 << 20  # WARM_LOG's <key>.log is moved to <key>.log.1 at this size
 
 HEADER = struct.Struct("<4sI")  # b"OCW" + protocol byte, length of the body
 FIXED = struct.Struct("<32sIQQII")  # key, umask, ignored signals, blocked signals, argc, envc
 HANDOVER = struct.Struct("<IIQQII")  # length, umask, ignored, blocked, argc, envc: server -> spare
 STATUS = struct.Struct("<ci")  # b"X", the child's wait status
+CHILD = struct.Struct("<ci")  # b"P", the PID (and process group) of the call's child; its pidfd rides on it
 READY, COLD, STALE, GO, KILL = b"R", b"C", b"S", b"G", b"K"
 FDS = 4  # stdin, stdout, stderr, the working directory
 
@@ -112,23 +117,38 @@ class Call:
 
 
 class Log:
-    """With WARM_LOG: one line per event in <socket dir>/<key>.log (the tests read it)."""
+    """With WARM_LOG: one line per event in <socket dir>/<key>.log (the tests read it), moved to
+    <key>.log.1 when it reaches cap bytes (two files at most: it never grows without bound)."""
 
-    def __init__(self, path: str | None) -> None:
-        self.fd = -1
-        if path:
+    def __init__(self, path: str | None, cap: int = LOG_CAP) -> None:
+        self.path, self.cap, self.fd = path, cap, -1
+        self.open()
+
+    def open(self) -> None:
+        if self.path:
             try:
-                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
                                   | os.O_NOFOLLOW, 0o600)
             except OSError:
                 self.fd = -1
 
     def __call__(self, event: str) -> None:
-        if self.fd >= 0:
-            try:
-                os.write(self.fd, f"{time.time():.3f} server={os.getpid()} {event}\n".encode())
-            except OSError:
-                pass
+        if self.fd < 0:
+            return
+        try:
+            self.rotate()
+            os.write(self.fd, f"{time.time():.3f} server={os.getpid()} {event}\n".encode())
+        except OSError:
+            pass
+
+    def rotate(self) -> None:
+        ours = os.fstat(self.fd)
+        if ours.st_size < self.cap or not self.path:
+            return
+        if _stat_of(self.path)[3] == ours.st_ino:  # not already moved by another server of the key
+            os.replace(self.path, self.path + ".1")
+        self.close()
+        self.open()
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -142,33 +162,66 @@ def is_startup_variable(name: str) -> bool:
 
 
 def private_dir(path: str) -> bool:
-    """A real directory of ours that nobody else may use (the client made it 0700)."""
+    """A real directory of ours, mode 0700 exactly (the client made it so, or refused it)."""
     try:
         info = os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700
 
 
 def take_lock(path: str) -> int | None:
-    """The key's lock, held for the server's life (a client's probe holds it shared for an instant)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError:
-        return None
+    """The key's lock, held for the server's life (a client's probe holds it shared for an instant).
+    The lock is the file at path when we got it: a holder before us removes the file as it lets go."""
     deadline = time.monotonic() + 0.5
     while True:
         try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            os.close(fd)
+            return None
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
         except BlockingIOError:
+            os.close(fd)
             if time.monotonic() > deadline:
-                os.close(fd)
                 return None
             time.sleep(0.01)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())  # who serves this key (tests stop servers by it)
+            continue
+        if _stat_of(path)[3] == info.st_ino:
+            break
+        os.close(fd)  # removed by the holder before us as it let go: lock the file there now
+    # Who serves this key, for people; programs ask the kernel's lock table (octopod_dev/warm_client.py).
+    os.pwrite(fd, f"{os.getpid():<10}\n".encode(), 0)
+    os.ftruncate(fd, 11)
     return fd
+
+
+def release_lock(fd: int, path: str) -> None:
+    """Let the key go, removing its lock file first (so lock files do not pile up, one per key)."""
+    try:
+        if _stat_of(path)[3] == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def mark_failed(path: str, why: str) -> None:
+    """<key>.failed: this key's server could not serve; clients start none for BACKOFF seconds
+    (its mtime), so a start that cannot serve is not paid for again by every call."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"{time.time():.3f} {why}\n".encode())
+    except OSError:
+        pass
+    os.close(fd)
 
 
 def idle_seconds() -> float:
@@ -195,23 +248,23 @@ def server_flag(name: str) -> bool:
 
 
 def preload() -> None:
-    """Import what a call needs; refuse to serve when an import warns (a cold run would print it)."""
+    """Import what a call needs."""
     import importlib
-    import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for name in PRELOAD:
-            importlib.import_module(name)
-    if caught:
-        raise RuntimeError(f"importing warned: {caught[0].category.__name__}: {caught[0].message}")
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
-def signature() -> list[tuple[str, tuple[int, int, int]]]:
-    """(path, (mtime, size, inode)) of every imported module's file, their directories and the
-    Python executable: a call is served only while all are as they were when they were imported.
+Signature = list[tuple[str, tuple[int, int, int, int]]]
+
+
+def signature() -> Signature:
+    """(path, (mtime, ctime, size, inode)) of every imported module's file and the Python
+    executable: a call is served only while all are as they were when they were imported.
     (In the bundle the modules live in its archive, keyed by the payload's checksum: only the
-    files that exist on disk are watched.)"""
+    files that exist on disk are watched.) Not their directories: a cold run writing its
+    `__pycache__` changes them (a fresh checkout's first calls), and a module added since is not
+    loaded here, so the child imports it from disk as a cold run does."""
     files = {os.path.realpath(sys.executable)}
     prefix_cfg = os.path.join(sys.prefix, "pyvenv.cfg")
     if os.path.exists(prefix_cfg):
@@ -220,23 +273,43 @@ def signature() -> list[tuple[str, tuple[int, int, int]]]:
         path = getattr(module, "__file__", None)
         if isinstance(path, str) and os.path.isfile(path):
             files.add(path)
-            files.add(os.path.dirname(path))
     return [(path, _stat_of(path)) for path in sorted(files)]
 
 
-def _stat_of(path: str) -> tuple[int, int, int]:
+def _stat_of(path: str) -> tuple[int, int, int, int]:
     try:
         info = os.stat(path)
     except OSError:
-        return (-1, -1, -1)
-    return (info.st_mtime_ns, info.st_size, info.st_ino)
+        return (-1, -1, -1, -1)
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
 
 
-def changed(watched: list[tuple[str, tuple[int, int, int]]]) -> str | None:
+def changed(watched: Signature) -> str | None:
     for path, seen in watched:
         if _stat_of(path) != seen:
             return path
     return None
+
+
+def changed_since(watched: Signature, since: int) -> str | None:
+    """A module file changed after the server started (ctime: set by the kernel, never by
+    touch): it may have been imported before the change and signed after it."""
+    for path, seen in watched:
+        if seen[1] >= since:
+            return path
+    return None
+
+
+_IMPORTED = time.time_ns()  # when this module was imported
+
+
+def started_at() -> int:
+    """When the client started us (before the interpreter read any file); else our import, less
+    a second for the interpreter's own start."""
+    try:
+        return int(os.environ.get(SINCE_VARIABLE, ""))
+    except ValueError:
+        return _IMPORTED - 1_000_000_000
 
 
 def bind(path: str) -> tuple[socket.socket, int]:
@@ -258,23 +331,25 @@ def bind(path: str) -> tuple[socket.socket, int]:
 def startup_additions(environ: dict[bytes, bytes]) -> dict[bytes, bytes]:
     """What start-up itself put in our environment (a PyInstaller runtime hook's variable),
     which a cold run's environment has too: not the client's start-up variables or settings."""
-    passed = {SERVER_VARIABLE.encode(), *(s.encode() for s in SERVER_SETTINGS)}
+    passed = {SERVER_VARIABLE.encode(), SINCE_VARIABLE.encode(), *(s.encode() for s in SERVER_SETTINGS)}
     return {k: v for k, v in environ.items()
             if k not in passed and not is_startup_variable(k.decode("latin-1"))}
 
 
 # -- the server
 class Server:
-    def __init__(self, path: str, lock: int, idle: float, log: Log, frozen: bool) -> None:
+    def __init__(self, path: str, lock: int, idle: float, log: Log, frozen: bool, watched: Signature) -> None:
         self.path, self.lock, self.idle, self.log, self.frozen = path, lock, idle, log, frozen
         self.key = os.path.basename(path)[:-len(".sock")].encode()
-        self.watched = signature()
+        self.lock_path = path[:-len(".sock")] + ".lock"
+        self.watched = watched
         self.additions = startup_additions(dict(os.environb))
         self.listener, self.inode = bind(path)
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.calls: dict[int, Call] = {}  # by connection fd
         self.children: dict[int, Call] = {}  # by pid
+        self.doomed: dict[int, float] = {}  # process groups of reaped children: when to SIGKILL them
         self.last = time.monotonic()
         self.next_tick = self.last + TICK
         self.retiring = False
@@ -291,7 +366,7 @@ class Server:
             signal.signal(sig, lambda *_: self.retire("signal"))
         gc.freeze()  # what is imported stays shared with the children (no collector writes to it)
         self.log(f"serving key={self.key.decode()} idle={self.idle:g}")
-        while self.listener is not None or self.calls or self.children:
+        while self.listener is not None or self.calls or self.children or self.doomed:
             if self.spare is None and not self.retiring and not self.children:
                 # forked between calls, while the next client starts: off the call's path, and
                 # not competing with a running call (and the API it waits for) for the CPU
@@ -306,6 +381,7 @@ class Server:
         now = time.monotonic()
         deadlines = [self.next_tick] + [c.deadline for c in self.calls.values() if c.state != "run"]
         deadlines += [c.kill_at for c in self.children.values() if c.kill_at]
+        deadlines += list(self.doomed.values())
         return max(0.0, min(deadlines) - now)
 
     def retire(self, why: str) -> None:
@@ -324,7 +400,7 @@ class Server:
                 pass
             self.listener.close()
             self.listener = None
-        os.close(self.lock)
+        release_lock(self.lock, self.lock_path)
         self.lock = -1
         if self.spare is not None:
             self.spare.end()
@@ -338,9 +414,13 @@ class Server:
             if call.kill_at and call.kill_at <= now:
                 call.kill_at = 0.0
                 self.signal_group(call, signal.SIGKILL)
+        for group, at in list(self.doomed.items()):
+            if at <= now:
+                del self.doomed[group]
+                self.kill_reaped_group(group)
         if now >= self.next_tick:
             self.next_tick = now + TICK
-            if self.listener is not None and _stat_of(self.path)[2] != self.inode:
+            if self.listener is not None and _stat_of(self.path)[3] != self.inode:
                 self.retire("the socket is no longer ours")
             elif self.listener is not None and changed(self.watched):
                 self.retire("code changed")  # without waiting for a call: a stale server frees its memory
@@ -397,6 +477,7 @@ class Server:
                 self.tell_cold(call)  # committed, but nothing ran: the client runs it cold
             else:
                 self.start(call)
+                self.forward(call)  # anything that came with the commit
         else:
             self.forward(call)
 
@@ -488,16 +569,29 @@ class Server:
             call.kill_at = time.monotonic() + GRACE
 
     def forward(self, call: Call) -> None:
-        """K + signal number: the client got it; the call's process group gets it too."""
-        while len(call.buf) >= 2:
+        """K + signal number: the client got it and gave it to the call's process group itself
+        (so it reaches the call even when we are gone): the group is SIGKILLed after GRACE."""
+        while call.state == "run" and len(call.buf) >= 2:
             kind, number = call.buf[0:1], call.buf[1]
             del call.buf[:2]
             if kind != KILL or number not in _FORWARDED:
                 continue
-            self.log(f"forward child={call.pid} signal={number}")
-            self.signal_group(call, number)
+            self.log(f"signalled child={call.pid} signal={number}")
             if not call.kill_at:
                 call.kill_at = time.monotonic() + GRACE
+
+    def kill_reaped_group(self, group: int) -> None:
+        """SIGKILL a reaped child's process group (its grandchildren, a credential plugin say),
+        as promised after a signal or a vanished client. The number stays the group's while it
+        has members; an empty group is ESRCH (the PID is reused only once the PID space wraps);
+        never one of ours forked since."""
+        if group in self.children or (self.spare is not None and self.spare.pid == group):
+            return
+        try:
+            os.killpg(group, signal.SIGKILL)
+            self.log(f"killed the group of child={group}")
+        except OSError:
+            pass
 
     def signal_group(self, call: Call, sig: int) -> None:
         try:
@@ -559,6 +653,10 @@ class Server:
         spare, self.spare = self.spare, None
         if spare is None:
             spare = self.new_spare()
+        if spare is not None and not self.name_child(call, spare.pid):
+            self.spare = spare  # the client is gone: nothing was handed over, the spare waits on
+            self.drop(call)
+            return
         if spare is None or not spare.hand_over(call):
             if spare is not None:
                 spare.end()
@@ -569,6 +667,27 @@ class Server:
         call.pid, call.state, call.started = spare.pid, "run", spare.sock
         self.children[spare.pid] = call
         self.log(f"call pid={call.peer} child={spare.pid} argv={_shown(call.argv)}")
+
+    @staticmethod
+    def name_child(call: Call, pid: int) -> bool:
+        """Tell the client, before the child gets the call, which process runs it: "P", its PID
+        (its process group) and a pidfd. The client signals the group itself on SIGINT, SIGTERM
+        and SIGHUP, so a call is interrupted even when this server is gone meanwhile; the pidfd
+        makes sure the PID is still the child's when it does."""
+        fds = []
+        try:
+            fds.append(os.pidfd_open(pid))
+        except (AttributeError, OSError):  # a kernel before 5.3: the client checks the process group
+            pass
+        try:
+            call.sock.sendmsg([CHILD.pack(b"P", pid)],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd)) for fd in fds])
+            return True
+        except OSError:
+            return False
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def tell_cold(self, call: Call) -> None:
         try:
@@ -592,7 +711,10 @@ class Server:
             os.write(child.said, b"1")
         except BaseException:
             os._exit(70)
-        child.run()
+        try:
+            child.run()
+        finally:  # nothing may unwind into the server's code, of which we are a copy
+            os._exit(1)
 
     def close_server(self) -> None:
         signal.set_wakeup_fd(-1)
@@ -626,6 +748,8 @@ class Server:
             if pid == 0:
                 return
             call = self.children.pop(pid, None)
+            if call is not None and call.kill_at:
+                self.doomed[pid] = call.kill_at  # the group may outlive the child: killed all the same
             if call is None:
                 if self.spare is not None and self.spare.pid == pid:
                     self.log(f"spare {pid} ended (status {status})")
@@ -844,23 +968,37 @@ class Child:
         """The cold entry, and the end of an interpreter: exit status as Py_RunMain makes it.
         The status goes to the client as soon as the streams are flushed and closed (a process's
         teardown costs milliseconds here); the server reports it again when it reaps us."""
-        sigint = False
+        status, sigint = 1, False  # should reporting the end itself fail: an uncaught exception's 1
+        try:
+            status, sigint = self.outcome()
+        except BaseException:  # noqa: BLE001 - a KeyboardInterrupt while printing, say
+            pass
+        _finish(status, sigint, self.call.conn, self.said)
+
+    def outcome(self) -> tuple[int, bool]:
+        """The entry's exit status, and whether it ended by an uncaught KeyboardInterrupt."""
         try:
             self.entry()
-            status = 0
+            return 0, False
         except SystemExit as exc:
-            status = _exit_status(exc)
-        except BaseException as exc:  # nothing caught it: what the interpreter prints
-            tb = _below_us(exc.__traceback__)
-            sys.excepthook(type(exc), exc.with_traceback(tb), tb)  # it prints exc's own traceback
+            return _exit_status(exc), False
+        except BaseException as exc:  # noqa: BLE001 - nothing caught it
+            uncaught = exc
+        # Printed outside the except clause, as the interpreter does: an exception the hook
+        # raises is not chained to this one.
+        sigint = not self.frozen and isinstance(uncaught, KeyboardInterrupt)
+        try:
+            status = _print_uncaught(uncaught)
+        except BaseException:  # noqa: BLE001 - a broken stderr: the status stands
             status = 1
-            if self.frozen:
-                _flush(sys.stderr)
+        if self.frozen:
+            _flush(sys.stderr)
+            try:
                 os.write(2, f"[PYI-{os.getpid()}:ERROR] Failed to execute script 'entry' due to "
                             "unhandled exception!\n".encode())
-            else:
-                sigint = isinstance(exc, KeyboardInterrupt)
-        _finish(status, sigint, self.call.conn, self.said)
+            except OSError:
+                pass
+        return status, sigint
 
     def entry(self) -> None:
         if self.frozen:
@@ -878,6 +1016,32 @@ def _below_us(tb: types.TracebackType | None) -> types.TracebackType | None:
     return tb
 
 
+def _print_uncaught(exc: BaseException) -> int:
+    """As _PyErr_PrintEx: sys.excepthook prints it; when the hook itself raises, both are
+    printed (a SystemExit from the hook is its exit status). The exit status: 1."""
+    tb = _below_us(exc.__traceback__)
+    exc = exc.with_traceback(tb)
+    hook = getattr(sys, "excepthook", _MISSING)
+    if hook is _MISSING:
+        sys.stderr.write("sys.excepthook is missing\n")
+        sys.__excepthook__(type(exc), exc, tb)
+        return 1
+    try:
+        hook(type(exc), exc, tb)
+    except SystemExit as raised:
+        return _exit_status(raised)
+    except BaseException as raised:  # noqa: BLE001
+        sys.stderr.write("Error in sys.excepthook:\n")
+        hook_tb = _below_us(raised.__traceback__)  # called from C, the hook's frames are all there is
+        sys.__excepthook__(type(raised), raised.with_traceback(hook_tb), hook_tb)
+        sys.stderr.write("\nOriginal exception was:\n")
+        sys.__excepthook__(type(exc), exc, tb)
+    return 1
+
+
+_MISSING = object()
+
+
 def _exit_status(exc: SystemExit) -> int:
     """As _Py_HandleSystemExit: None is 0, an int is itself, anything else is printed and 1."""
     code = exc.code
@@ -888,55 +1052,81 @@ def _exit_status(exc: SystemExit) -> int:
     try:
         sys.stderr.write(str(code))
         sys.stderr.write("\n")
-    except Exception:
+    except BaseException:  # noqa: BLE001
         pass
     return 1
 
 
-def _flush(stream: object) -> Exception | None:
+def _flush(stream: object) -> BaseException | None:
+    """flush_std_files: any failure (a KeyboardInterrupt in a blocked write too) is reported."""
     try:
         if stream is not None and not stream.closed:  # type: ignore[attr-defined]
             stream.flush()  # type: ignore[attr-defined]
         return None
-    except Exception as exc:  # noqa: BLE001 - reported as the interpreter reports it
+    except BaseException as exc:  # noqa: BLE001 - reported as the interpreter reports it
         return exc
 
 
 def _finish(status: int, sigint: bool, conn: int = -1, said: int = -1) -> NoReturn:
-    """Py_FinalizeEx's observable part: wait for threads, atexit, flush (120 when one cannot)."""
+    """Py_FinalizeEx's observable part, then the status to the client ourselves (the server may
+    be gone; it reports it again when it reaps us) and the end. Nothing escapes from here."""
+    try:
+        status = _shut_down(status)
+        if conn >= 0:
+            _report(signal.SIGINT if sigint else (status & 0xFF) << 8, conn, said)
+    finally:
+        if sigint:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            os.kill(os.getpid(), signal.SIGINT)
+            status = 130
+        os._exit(status & 0xFF)
+
+
+def _shut_down(status: int) -> int:
+    """Wait for threads, atexit, flush (120 when one cannot): the exit status it leaves."""
     import atexit
     import threading
     import traceback
 
     try:
         threading._shutdown()  # type: ignore[attr-defined]
-    except BaseException:
+    except BaseException:  # noqa: BLE001
         pass
-    atexit._run_exitfuncs()
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001
+        pass
     failed = _flush(sys.stdout)
     if failed is not None:  # PyErr_WriteUnraisable's default output
         try:
             sys.stderr.write(f"Exception ignored in: {sys.stdout!r}\n")
             sys.stderr.write("".join(traceback.format_exception_only(type(failed), failed)))
-        except Exception:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001
             pass
         status = 120
     if _flush(sys.stderr) is not None:
         status = 120
-    if not sigint and conn >= 0:
-        for fd in (0, 1, 2):
-            os.close(fd)  # the caller's pipes end with the client, not with our teardown
+    return status
+
+
+def _report(wait_status: int, conn: int, said: int) -> None:
+    """Close the caller's streams (its pipes end with the client, not with our teardown), tell
+    the server we are done, then the client our wait status: each on its own, so a server gone
+    (EPIPE) still leaves the client its status."""
+    for fd in (0, 1, 2):
         try:
-            os.write(said, b"D")  # first: the client's exit must not look like an interrupted call
-            os.write(conn, STATUS.pack(b"X", (status & 0xFF) << 8))
+            os.close(fd)
         except OSError:
             pass
-    if sigint:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        os.kill(os.getpid(), signal.SIGINT)
-        status = 130
-    os._exit(status & 0xFF)
+    try:
+        os.write(said, b"D")  # first: the client's exit must not look like an interrupted call
+    except OSError:
+        pass
+    try:
+        os.write(conn, STATUS.pack(b"X", wait_status))
+    except OSError:
+        pass
 
 
 # -- entry
@@ -949,20 +1139,70 @@ def _serve(path: str) -> int:
     directory, name = os.path.split(path)
     if not name.endswith(".sock") or not os.path.isabs(path) or not private_dir(directory):
         return 0
-    key = name[:-len(".sock")]
-    log = Log(os.path.join(directory, f"{key}.log") if server_flag("WARM_LOG") else None)
-    lock = take_lock(os.path.join(directory, f"{key}.lock"))
-    if lock is None:
-        log("another server holds the key")
+    key = os.path.join(directory, name[:-len(".sock")])
+    since = started_at()
+    started = _start(key)
+    if started is None:
+        return 0
+    log, lock, idle, why = started
+    watched = signature()
+    moved = changed_since(watched, since) if why is None else None
+    if moved:  # not a failure: the next call starts a server that imports the new code
+        log(f"not serving: {moved} changed while the server started")
+        release_lock(lock, key + ".lock")
         return 0
     try:
-        preload()
-        server = Server(path, lock, idle_seconds(), log, bool(getattr(sys, "frozen", False)))
+        server = Server(path, lock, idle, log, bool(getattr(sys, "frozen", False)), watched) if why is None else None
     except Exception as exc:  # noqa: BLE001 - whatever it is, calls run cold
-        log(f"not serving: {type(exc).__name__}: {exc}")
+        server, why = None, f"{type(exc).__name__}: {exc}"
+    if server is None:
+        log(f"not serving: {why}")
+        mark_failed(key + ".failed", str(why))
+        release_lock(lock, key + ".lock")
         return 0
+    try:
+        os.unlink(key + ".failed")
+    except OSError:
+        pass
     server.run()
     return 0
+
+
+def _start(key: str) -> tuple[Log, int, float, str | None] | None:
+    """The key's lock taken and everything imported; why this server must not serve (None: it
+    may). None: another server holds the key. A warning any import raises, our own settings'
+    modules included, would be printed by a cold run: caught with the filters the interpreter
+    started with, a cold run's own (PYTHONWARNINGS and -W are part of the key)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        log = Log(key + ".log" if _quietly(server_flag, False, "WARM_LOG") else None)
+        lock = take_lock(key + ".lock")
+        if lock is None:
+            log("another server holds the key")
+            return None
+        why = _imports()
+        idle = _quietly(idle_seconds, DEFAULT_IDLE)
+    if caught and why is None:
+        why = f"importing warned: {caught[0].category.__name__}: {caught[0].message}"
+    return log, lock, idle, why
+
+
+def _imports() -> str | None:
+    """Everything a call needs imported; why not (None: done)."""
+    try:
+        preload()
+        return None
+    except Exception as exc:  # noqa: BLE001 - whatever it is, calls run cold
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _quietly(read: Callable[..., T], default: T, *args: str) -> T:
+    """A server setting; its default when even importing the schema fails (then we do not serve)."""
+    try:
+        return read(*args)
+    except Exception:  # noqa: BLE001
+        return default
 
 
 if __name__ == "__main__":

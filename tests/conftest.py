@@ -26,36 +26,41 @@ def _warm_dirs() -> list[Path]:
 
 
 def pytest_configure(config) -> None:
-    # scripts/ runs cold in the suite unless a test asks for the warm path (tests/test_warm.py
-    # proves warm = cold byte for byte); WARM=true in the environment runs the suite warm.
-    os.environ.setdefault("WARM", "false")
-    from octopod_dev.warm_client import server_pids
+    # The suite runs what the product does by default: check, info, tag_check and archive_check
+    # through the warm server (when build/warm/octopod-warm is built, as ./run does), the other
+    # scripts cold; tests/test_warm.py runs a corpus both ways and compares the bytes.
+    # WARM=false in the environment runs the whole suite cold.
+    from octopod_dev.warm_client import servers
 
-    config._warm_servers_before = {pid for d in _warm_dirs() for pid in server_pids(d)}
+    config._warm_servers_before = {held for d in _warm_dirs() for held in servers(d)}
 
 
 def pytest_unconfigure(config) -> None:
-    """Warm servers this session started (a test whose environment left WARM unset) stop with it."""
-    from octopod_dev.warm_client import server_pids, stop
+    """Warm servers this session started in the shared runtime bases (a test whose environment
+    left WARM unset) stop with it: those of this checkout's venv that were not running before.
+    (A session of another checkout sharing /tmp keeps its own; two sessions of one checkout at
+    once are not told apart.)"""
+    from octopod_dev.warm_client import servers, stop, this_checkouts
 
     before = getattr(config, "_warm_servers_before", set())
-    stop(sorted({pid for d in _warm_dirs() for pid in server_pids(d)} - before))
+    stop([held for d in _warm_dirs() for held in servers(d)
+          if held not in before and this_checkouts(held.pid)])
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _warm_servers_under_basetemp(tmp_path_factory) -> Iterator[None]:
     """Warm servers a test started inside its own directories (a chroot's /tmp, a cache root, a
-    runtime directory of its own) stop with the session, by the PIDs in their lock files."""
+    runtime directory of its own) stop with the session: the processes holding their locks."""
     yield
-    from octopod_dev.warm_client import server_pids, stop
+    from octopod_dev.warm_client import servers, stop
 
-    pids = []
+    found = []
     for directory, names, _ in os.walk(tmp_path_factory.getbasetemp()):  # symlinks not followed
         for name in names:
             if name.startswith("octopod-control-warm-") or (
                     name == "warm" and os.path.basename(directory) == "octopod-control"):
-                pids += server_pids(Path(directory) / name)
-    stop(pids)
+                found += servers(Path(directory) / name)
+    stop(found)
 
 
 def tool(name: str) -> str:

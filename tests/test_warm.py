@@ -15,13 +15,19 @@ What is proven here:
   (a traceback with the same frames, KeyboardInterrupt, SystemExit's forms, atexit, threads,
   unflushed output), proven by a probe planted in the copy;
 - a change in the cluster shows in the very next warm check (nothing of it is cached);
-- the socket directory is private (0700, ours, not a symlink), another user cannot connect, and
-  an unusable directory means a cold run with no server;
-- a server is replaced when the code or the Python changes, exits after WARM_IDLE, keeps its
-  memory flat and is started once for concurrent first calls;
+- the socket directory is private (0700, ours, not a symlink, in a base nobody else can swap it
+  in; one ever opened is refused), another user cannot connect nor listen in our place (it
+  receives nothing), and an unusable directory means a cold run with no server;
+- a server is replaced when the code or the Python changes (also while it starts), exits after
+  WARM_IDLE (its lock file gone), keeps its memory flat and is started once for concurrent first
+  calls; an import warning a cold run shows means no server, and no restart for BACKOFF; one it
+  hides does not matter;
 - WARM=false (every false spelling) contacts no server;
 - a stalled server costs a bounded wait and never runs the call; a client ended by SIGTERM,
-  SIGINT or SIGKILL ends its forked child and the child's process group.
+  SIGINT or SIGKILL ends its forked child and the child's process group (grandchildren too);
+  a server killed during a call leaves the call its cold result, and its signals;
+- the child's ending never unwinds into the server's code; the housekeeping signals only a
+  process holding the lock it was found by.
 The bundle's warm path in a busybox-only root as uid 1000 is in tests/test_bundle.py.
 """
 from __future__ import annotations
@@ -334,17 +340,22 @@ def test_a_start_up_variable_keys_another_server(project, env, servers):
 # -- safe: private, one per key, replaced, idle, bounded
 @without_helm
 def test_the_socket_directory_is_private(project, env, servers, runtime):
-    directory = warm_client.socket_dir(runtime)
-    directory.mkdir(mode=0o755)
-    directory.chmod(0o755)  # ours but open: the client tightens it
-    env = {**env, "INFO_INGRESS": "false"}
+    """The client makes it 0700, its files are 0600; one that was ever open to others is refused
+    (what another user planted in it meanwhile would still be there), never tightened."""
+    env = {**env, "INFO_INGRESS": "false", "BASE_DOMAIN": "b.example"}
     start_server(project, env, servers)
+    directory = servers.dir
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     for path in directory.iterdir():
         info = path.lstat()
         assert info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o600, path
     sock, = servers.sockets()
     assert stat.S_ISSOCK(sock.lstat().st_mode)
+    warm_client.stop_servers(directory)
+    wait_until(lambda: not servers.sockets(), 10, "the server did not retire")
+    directory.chmod(0o755)
+    assert_cold_without_server(project, env, runtime)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755  # left as it was: refused
 
 
 def assert_cold_without_server(project: Path, env: dict[str, str], runtime: Path) -> None:
@@ -358,7 +369,8 @@ def assert_cold_without_server(project: Path, env: dict[str, str], runtime: Path
 
 
 @without_helm
-@pytest.mark.parametrize("how", ["symlink", "a file", "missing base", "not a directory base"])
+@pytest.mark.parametrize("how", ["symlink", "a file", "missing base", "not a directory base",
+                                 "base open to others", "base of another user"])
 def test_an_unusable_socket_directory_means_cold_runs(project, env, runtime, how):
     env = {**env, "INFO_INGRESS": "false", "BASE_DOMAIN": "b.example"}
     directory = warm_client.socket_dir(runtime)
@@ -369,9 +381,14 @@ def test_an_unusable_socket_directory_means_cold_runs(project, env, runtime, how
         directory.write_text("")
     elif how == "missing base":
         env["XDG_RUNTIME_DIR"] = str(runtime / "absent")
-    else:
+    elif how == "not a directory base":
         (runtime / "file").write_text("")
         env["XDG_RUNTIME_DIR"] = str(runtime / "file")
+    elif how == "base open to others":  # writable by all, not sticky: our directory could be swapped
+        runtime.chmod(0o777)
+    else:
+        needs_root("chowning the runtime base to another user")
+        os.chown(runtime, 1000, 1000)
     assert_cold_without_server(project, env, runtime)
 
 
@@ -425,6 +442,67 @@ def test_another_user_cannot_connect(project, env, servers):
     assert any("refused connection" in line and "uid=1000" in line for line in servers.log())
 
 
+LISTENER = """
+import json, os, select, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+s.listen(8)
+print("listening", flush=True)
+connections, received = 0, b""
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [], 0.2)
+    if sys.stdin in ready:
+        break
+    if s in ready:
+        conn, _ = s.accept()
+        connections += 1
+        conn.settimeout(1)
+        try:
+            while chunk := conn.recv(65536):
+                received += chunk
+        except OSError:
+            pass
+print(json.dumps({"connections": connections, "received": received.decode("latin-1")}))
+"""
+
+
+@without_helm
+def test_a_listener_of_another_user_gets_nothing(project, env, servers, runtime):
+    """uid 1000 binds the socket's name while the directory is open to it: whatever happens to the
+    directory next (still open; closed again with their socket in it; their socket file made
+    ours), the call runs cold and their listener receives not one byte (the call carries the
+    environment: secrets)."""
+    needs_root("a listener as uid 1000 (setpriv)")
+    env = {**env, "INFO_INGRESS": "false", "BASE_DOMAIN": "b.example", "REGISTRY_PASSWORD": "SECRET-x"}
+    start_server(project, env, servers)
+    path, = servers.sockets()
+    warm_client.stop_servers(servers.dir)
+    wait_until(lambda: not servers.sockets(), 10, "the server did not retire")
+    runtime.chmod(0o711)
+    servers.dir.chmod(0o777)
+    listener = subprocess.Popen(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", SYSTEM_PYTHON,
+                                 "-c", LISTENER, str(path)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline() == "listening\n"
+        serving = sum(" serving " in line for line in servers.log())
+        for step in ("open directory", "their socket file", "our socket file, their listener"):
+            if step == "their socket file":
+                servers.dir.chmod(0o700)
+            elif step.startswith("our socket file"):
+                os.chown(path, os.getuid(), os.getgid())
+            done = run(project, "info", "--name", "w", env=env)
+            assert (done.returncode, done.stdout, done.stderr) == (0, b"app,https://w.b.example\n", b""), step
+    finally:
+        out, _ = listener.communicate("", timeout=30)
+    heard = json.loads(out)
+    assert heard["received"] == "", heard
+    assert "SECRET" not in out
+    time.sleep(0.5)
+    assert sum(" serving " in line for line in servers.log()) == serving and servers.pids() == []
+
+
 @without_helm
 def test_the_server_is_replaced_when_the_code_changes(project, env, servers):
     env = {**env, "INFO_INGRESS": "false", "BASE_DOMAIN": "b.example"}
@@ -466,6 +544,66 @@ def test_the_server_is_replaced_when_the_python_changes(project, env, servers):
     warm_and_cold(project, servers, "info", "--name", "w", env=env)
 
 
+def plant(module: Path, code: str) -> None:
+    """Code run when the copy's module is imported."""
+    module.write_text(module.read_text() + "\n" + code + "\n")
+
+
+@without_helm
+def test_a_module_changed_while_the_server_starts_is_not_served_stale(project, env, servers, tmp_path):
+    """info.py changed after the starting server imported it, before it took its signature: that
+    server must not serve (it would run the old code for a file whose stat is the new one)."""
+    preloading = tmp_path / "preloading"
+    plant(project / "octopod_control" / "actions" / "archive_check.py",  # preloaded after actions.info
+          "import os as _os, pathlib as _pathlib, time as _time\n"
+          f"if _os.environ.get({warm.SERVER_VARIABLE!r}):  # in the server only\n"
+          f"    _pathlib.Path({str(preloading)!r}).touch()\n"
+          "    _time.sleep(2)")
+    env = {**env, "INFO_INGRESS": "false", "BASE_DOMAIN": ""}
+    assert run(project, "info", "--name", "w", env=env).returncode == 0  # cold; starts the server
+    wait_until(preloading.exists, 30, "the server did not start its preload")
+    module = project / "octopod_control" / "actions" / "info.py"
+    module.write_text(module.read_text().replace('warn(f"info: {key} skipped', 'warn(f"info: {key} left out'))
+    wait_until(lambda: any(" serving " in line or "not serving" in line for line in servers.log()), 30,
+               "the server neither served nor gave up")
+    new = b"warning: info: app left out: {base_domain} has no value\n"
+    assert run(project, "info", "--name", "w", env=env).stderr == new
+    assert any("info.py changed while the server started" in line for line in servers.log())
+    servers.wait_serving()  # the next server imports the new code, and serves it
+    assert warm_and_cold(project, servers, "info", "--name", "w", env=env).stderr == new
+
+
+@without_helm
+def test_a_warning_a_cold_run_does_not_show_does_not_stop_serving(project, env, servers):
+    """A DeprecationWarning at import is hidden by a cold run's filters: the server serves."""
+    plant(project / "octopod_control" / "registry.py",
+          "import warnings as _warnings\n_warnings.warn('planted', DeprecationWarning)")
+    env = {**env, "INFO_INGRESS": "false", "BASE_DOMAIN": "b.example"}
+    start_server(project, env, servers)
+    assert warm_and_cold(project, servers, "info", "--name", "w", env=env).stderr == b""
+
+
+@without_helm
+def test_a_warning_a_cold_run_shows_means_no_server_and_no_restart(project, env, servers):
+    """A UserWarning when errors.py is imported (the server imports it first of all, reading its
+    own settings): a cold run prints it, so no server may serve; the one that found out leaves
+    <key>.failed, and the calls after it start none (BACKOFF), every one of them cold."""
+    plant(project / "octopod_control" / "errors.py", "import warnings as _warnings\n_warnings.warn('planted')")
+    env = {**env, "INFO_INGRESS": "false", "BASE_DOMAIN": "b.example"}
+    first = run(project, "info", "--name", "w", env=env)
+    assert first.returncode == 0 and b"UserWarning: planted" in first.stderr
+    wait_until(lambda: any("not serving" in line for line in servers.log()), 30, "no server tried")
+    assert any("importing warned: UserWarning: planted" in line for line in servers.log())
+    failed, = servers.dir.glob("*.failed")
+    for _ in range(3):
+        done = run(project, "info", "--name", "w", env=env)
+        assert (done.returncode, done.stdout, done.stderr) == (first.returncode, first.stdout, first.stderr)
+    time.sleep(1)
+    assert sum("not serving" in line for line in servers.log()) == 1, servers.log()
+    assert servers.calls() == 0 and servers.pids() == [] and failed.exists()
+    assert list(servers.dir.glob("*.lock")) == []
+
+
 @without_helm
 def test_the_server_exits_after_warm_idle(project, env, servers):
     env = {**env, "INFO_INGRESS": "false", "WARM_IDLE": "2"}
@@ -474,6 +612,18 @@ def test_the_server_exits_after_warm_idle(project, env, servers):
     wait_until(lambda: not alive(pid), 10, "the server outlived WARM_IDLE")
     assert servers.sockets() == []
     assert any("retire: idle" in line for line in servers.log())
+    assert list(servers.dir.glob("*.lock")) == []  # a key's files go with its server
+
+
+def test_the_log_is_capped(tmp_path):
+    """WARM_LOG's file moves aside at its cap: two files at most, whatever the number of calls."""
+    path = tmp_path / "k.log"
+    log = warm.Log(str(path), cap=1000)
+    for i in range(100):
+        log(f"call {i}")
+    log.close()
+    assert path.stat().st_size <= 1000 + 100 and (tmp_path / "k.log.1").stat().st_size <= 1000 + 100
+    assert "call 99" in path.read_text() and sorted(p.name for p in tmp_path.iterdir()) == ["k.log", "k.log.1"]
 
 
 @without_helm
@@ -519,6 +669,40 @@ def test_concurrent_first_calls_start_one_server(project, env, servers):
     time.sleep(1.5)  # any second server would have given up on the lock by now
     assert len(servers.pids()) == 1 and len(servers.sockets()) == 1
     assert sum(" serving " in line for line in servers.log()) == 1
+
+
+HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, sys.argv[2].encode() + b"\\n")  # a stale PID: the previous holder's, say
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_servers_are_found_by_their_lock_and_signalled_only_while_they_hold_it(tmp_path):
+    """The housekeeping (tests, benchmarks) finds a server by who holds its key's lock, not by the
+    PID in the file, and signals a process only while it holds the lock it was found by; the
+    test session's own clean-up takes only this checkout's servers."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    lock = tmp_path / "k.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock), str(bystander.pid)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        found = warm_client.servers(tmp_path)
+        assert found == [warm_client.Held(lock, holder.pid)]
+        assert warm_client.this_checkouts(holder.pid) == sys.executable.startswith(f"{ROOT}/")
+        assert not warm_client.this_checkouts(bystander.pid)
+        assert warm_client.stop([warm_client.Held(lock, bystander.pid)], timeout=1) == []
+        assert warm_client.stop(found) == [holder.pid]
+        assert holder.wait(10) == -signal.SIGTERM
+        assert bystander.poll() is None  # never signalled
+    finally:
+        for proc in (bystander, holder):
+            proc.kill()
+            proc.wait()
 
 
 # -- WARM=false, and a server that does not answer
@@ -667,6 +851,42 @@ def test_a_killed_client_ends_its_forked_child(project, env, servers, silent_api
     assert any(f"client gone: child={child}" in line for line in servers.log())
 
 
+@without_helm
+def test_a_call_whose_server_dies_ends_as_a_cold_run(project, env, servers, silent_api):
+    """The server SIGKILLed while the call waits on the API: the call still ends, and with the cold
+    run's exit code and bytes (the child sends its status to the client itself)."""
+    env = {**env, "KUBECONFIG": silent_api.kubeconfig, "KUBE_TIMEOUT": "3"}
+    pid = start_server(project, env, servers)
+    cold = run(project, "check", "--name", "web", env={**env, "WARM": "false"})
+    assert cold.returncode == 1, cold.stderr
+    proc, child = hanging_check(project, env, servers, silent_api)
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, err) == (cold.returncode, cold.stdout, cold.stderr)
+
+
+@without_helm
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_after_the_server_died_still_ends_the_call(project, env, servers, silent_api, sig):
+    """With the server gone, the client itself gives the signal to the call's process group (it was
+    told the child's PID and given its pidfd): the call ends as a cold run would have."""
+    env = {**env, "KUBECONFIG": silent_api.kubeconfig, "KUBE_TIMEOUT": "60"}
+    pid = start_server(project, env, servers)
+    results = {}
+    for mode in ("false", "true"):
+        proc, child = hanging_check(project, {**env, "WARM": mode}, servers if mode == "true" else None,
+                                    silent_api)
+        if child:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not alive(pid), 10, "the server outlived SIGKILL")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=15)
+        results[mode] = (proc.returncode, out, err)
+        if child:
+            wait_until(lambda: not group_members(child), 10, "the call outlived its signalled client")
+    assert results["true"] == results["false"]
+
+
 # -- the process a call sees, and how it ends
 PROBE = '''"""Planted in a copy of the project by tests/test_warm.py: what a call's process looks like, and
 ends that escape the task wrappers."""
@@ -721,6 +941,18 @@ def run(mode):
         sys.stdout.write("no newline, never flushed")
         sys.stderr.write("nor here")
         sys.exit(0)
+    elif mode == "badhook":
+        def hook(kind, value, tb):
+            raise ValueError("the hook failed")
+        sys.excepthook = hook
+        raise RuntimeError("nothing caught this")
+    elif mode == "grandchild":
+        import subprocess
+        grandchild = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL,  # ignoring SIGTERM from its exec on
+                                      preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+        print(grandchild.pid, flush=True)
+        time.sleep(60)
 '''
 
 
@@ -749,7 +981,8 @@ def ignoring_int_blocking_usr1() -> None:
 def test_the_call_sees_the_process_a_cold_run_sees(probed, env, servers, tmp_path):
     """cwd, umask, argv, environment (order too), sys.path, the standard streams as the interpreter
     makes them, signal dispositions and mask (the caller's ignored and blocked ones kept), the time
-    zone, __main__: all as in a cold run. What differs by design: its process group."""
+    zone, __main__: all as in a cold run. What differs by design (docs/warm.md): its process group
+    (compared here), its session and terminal, fds 3 and up, /proc/<pid>/cmdline."""
     start_server(probed, env, servers)
     cwd = tmp_path / "somewhere"
     cwd.mkdir()
@@ -777,15 +1010,16 @@ def test_the_call_sees_the_process_a_cold_run_sees(probed, env, servers, tmp_pat
 
 
 @without_helm
-@pytest.mark.parametrize("mode", ["raise", "interrupt", "text", "code", "atexit", "thread", "unflushed"])
+@pytest.mark.parametrize("mode", ["raise", "interrupt", "text", "code", "atexit", "thread", "unflushed",
+                                  "badhook"])
 def test_a_call_ends_as_the_interpreter_ends_a_cold_run(probed, env, servers, mode):
     """What escapes every task wrapper: a traceback (the same frames), KeyboardInterrupt (a death
     by SIGINT), SystemExit with a message or a code over 255, atexit, a non-daemon thread still
-    running, output never flushed."""
+    running, output never flushed, a sys.excepthook that raises itself."""
     start_server(probed, env, servers)
     done = warm_and_cold(probed, servers, "check", "--name", "w", env={**env, "WARM_TEST_PROBE": mode})
     expected = {"raise": 1, "interrupt": -signal.SIGINT, "text": 1, "code": 300 & 0xFF, "atexit": 5,
-                "thread": 0, "unflushed": 0}[mode]
+                "thread": 0, "unflushed": 0, "badhook": 1}[mode]
     assert done.returncode == expected, done.stderr
     if mode == "raise":
         assert done.stdout == b"partial output"
@@ -795,6 +1029,71 @@ def test_a_call_ends_as_the_interpreter_ends_a_cold_run(probed, env, servers, mo
         assert done.stdout == b"thread done\n"
     if mode == "unflushed":
         assert (done.stdout, done.stderr) == (b"no newline, never flushed", b"nor here")
+    if mode == "badhook":
+        assert done.stderr.startswith(b"Error in sys.excepthook:\n") and b"warm.py" not in done.stderr
+
+
+ENDING = """
+import os, socket, struct
+from octopod_control import warm
+ours, theirs = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    ours.close()
+    reader, writer = os.pipe()
+    os.close(reader)
+    os.dup2(writer, 2)  # stderr: a pipe nobody reads any more (EPIPE)
+    call = warm.Call.__new__(warm.Call)
+    call.conn = theirs.detach()
+    child = warm.Child(call, {}, frozen=True)
+    def entry():
+        raise RuntimeError("nothing caught this")
+    child.entry = entry
+    try:
+        child.run()
+    finally:
+        print("unwound into the caller", flush=True)
+theirs.close()
+told = ours.recv(16)
+_, status = os.waitpid(pid, 0)
+print(told, os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_the_childs_end_never_unwinds_into_its_caller():
+    """The frozen child's report of an uncaught exception with stderr a broken pipe fails: it still
+    ends there, told to the client (X), with the status Py_RunMain gives (120: the traceback
+    stays in stderr's buffer, whose last flush fails); in the server it would otherwise unwind
+    into the forked copy of the server's loop."""
+    done = subprocess.run([sys.executable, "-P", "-c", ENDING], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert done.stdout == f"{warm.STATUS.pack(b'X', 120 << 8)!r} 120\n", (done.stdout, done.stderr)
+
+
+@without_helm
+@pytest.mark.parametrize("how", ["client killed", "SIGTERM to the client"])
+def test_the_calls_group_is_killed_even_after_its_child_ended(probed, env, servers, how):
+    """The call's child ends on SIGTERM; a grandchild in its group ignores SIGTERM: the group is
+    SIGKILLed after the grace all the same, as promised."""
+    start_server(probed, env, servers)
+    before = len(servers.log())
+    proc = subprocess.Popen([str(probed / "scripts" / "check"), "--name", "w"], cwd="/", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**env, "WARM_TEST_PROBE": "grandchild"})
+    grandchild = int(proc.stdout.readline())
+    try:
+        child, = [int(re.search(r"child=(\d+)", line).group(1)) for line in servers.log()[before:]
+                  if " call pid=" in line]
+        if how == "client killed":
+            proc.kill()
+        else:
+            proc.terminate()
+        proc.communicate(timeout=15)
+        wait_until(lambda: not alive(child), 10, "the call's child outlived SIGTERM")
+        assert alive(grandchild)  # it ignores SIGTERM
+        wait_until(lambda: not alive(grandchild), warm.GRACE + 5, "the call's process group outlived the grace")
+    finally:
+        if alive(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
 
 
 # -- what the two sides share
@@ -810,8 +1109,12 @@ def test_the_client_takes_its_lists_from_python():
     defined = " ".join(warm_client.defines())
     for word in [*FALSE_WORDS, *TRUE_WORDS, *warm.WARM_TASKS, *warm.STARTUP_PREFIXES]:
         assert json.dumps(word) in defined
+    for number in (f"-DWARM_PROTOCOL={warm.PROTOCOL}", f"-DWARM_GRACE_MS={int(warm.GRACE * 1000)}",
+                   f"-DWARM_BACKOFF_S={int(warm.BACKOFF)}"):
+        assert number in warm_client.defines()
     source = warm_client.SOURCE.read_text()
     assert '"check"' not in source and '"false"' not in source  # no second copy in C
+    assert "#define WARM_PROTOCOL" not in source and "#define WARM_GRACE" not in source
 
 
 SPY = """
