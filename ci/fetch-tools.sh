@@ -22,6 +22,8 @@ verify() {  # file sha256
 
 registry="${NPM_CONFIG_REGISTRY:-${npm_config_registry:-https://registry.npmjs.org}}"
 registry="${registry%/}"
+# For messages: the registry URL without a user:password@ it may carry.
+shown_registry="$(printf '%s' "$registry" | sed -E 's#^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@#\1#')"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -33,8 +35,8 @@ for pin in "${pins[@]}"; do
     name="${pkg%@*}" version="${pkg##*@}"
     # npm's tarball URL: <registry>/@scope/name/-/name-<version>.tgz
     url="$registry/$name/-/${name##*/}-$version.tgz"
-    if ! curl -fsSL --retry 3 --connect-timeout 20 --max-time 600 -o "$tarball.part" "$url"; then
-      echo "fetch-tools: could not download $url" >&2
+    if ! curl -fsSL --retry 3 --retry-connrefused --connect-timeout 20 --max-time 600 -o "$tarball.part" "$url"; then
+      echo "fetch-tools: could not download $shown_registry/$name/-/${name##*/}-$version.tgz" >&2
       exit 1
     fi
     mv "$tarball.part" "$tarball"

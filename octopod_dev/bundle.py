@@ -89,6 +89,26 @@ def elf_interp(path: Path) -> str | None:
     return None
 
 
+# e_machine values this build may meet; others are shown as numbers
+MACHINES = {3: "i386", 40: "arm", 62: "amd64", 183: "arm64", 243: "riscv64"}
+
+
+def elf_machine(path: Path) -> int:
+    """The e_machine of an ELF64 file (62 for amd64, 183 for arm64)."""
+    with path.open("rb") as handle:
+        head = handle.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] != 2:
+        raise BundleError(f"{path}: not a 64-bit ELF file")
+    if head[5] != 1:
+        raise BundleError(f"{path}: not a little-endian ELF file")
+    machine, = struct.unpack_from("<H", head, 18)
+    return machine
+
+
+def machine_name(machine: int) -> str:
+    return MACHINES.get(machine, f"e_machine {machine}")
+
+
 def is_elf(path: Path) -> bool:
     with path.open("rb") as handle:
         return handle.read(4) == b"\x7fELF"
@@ -265,11 +285,16 @@ def wrapper(script: str) -> str:
     return WRAPPER.format(script=script, task=script.replace("_", "-"), program=PROGRAM)
 
 
-def copy_tool(source: Path, target: Path) -> None:
+def copy_tool(source: Path, target: Path, machine: int | None = None) -> None:
+    """Copy a static tool; with `machine`, refuse one built for another architecture."""
     if not source.is_file():
         raise BundleError(f"{source}: no such file")
     if elf_interp(source):
         raise BundleError(f"{source}: dynamically linked; Octopod's image has no loader for it")
+    if machine is not None and (found := elf_machine(source)) != machine:
+        hint = " (the pinned helm/kubectl are linux-amd64: build with --platform linux/amd64)" if found == 62 else ""
+        raise BundleError(f"{source}: built for {machine_name(found)}, but the bundle's launcher is "
+                          f"{machine_name(machine)}; give a {machine_name(machine)} binary{hint}")
     shutil.copyfile(source, target)
     target.chmod(0o755)
 
@@ -284,8 +309,9 @@ def assemble(program: Path, out: Path, tools: dict[str, Path]) -> list[str]:
     for script in OCTOPOD_SCRIPTS:
         (out / script).write_text(wrapper(script))
         (out / script).chmod(0o755)
+    machine = elf_machine(program)
     for name, source in tools.items():
-        copy_tool(source, out / name)
+        copy_tool(source, out / name, machine)
     return sorted(p.name for p in out.iterdir())
 
 

@@ -31,6 +31,10 @@ EX_UNAVAILABLE = 69  # sysexits.h: a service (here, an image builder) is unavail
 # org.opencontainers.image.source when git knows no `origin` remote and --source is not given.
 DEFAULT_SOURCE = "https://git.example.com/platform/octopod-control"
 HELMS = ("helm3", "helm4")
+ISOLATIONS = ("chroot", "oci", "rootless")  # buildah's --isolation values
+# What the bundle builds in: untracked files here change the image, but `git describe --dirty`
+# sees only tracked ones.
+BUILT_IN = ("env", "charts", "bundle", "octopod_control")
 OCI_LABEL = "org.opencontainers.image."
 PULL = {"missing": "false", "never": "never", "always": "always"}  # buildah 1.28's spellings
 DOCKER_INFO_TIMEOUT = 10.0
@@ -119,8 +123,14 @@ def buildah_isolation(chosen: str | None, environ: Mapping[str, str]) -> str | N
     buildah runs as root, and the Dockerfile's steps are ours.
     """
     if chosen:
-        return chosen
+        return check_isolation(chosen)
     return None if environ.get("BUILDAH_ISOLATION") else "chroot"
+
+
+def check_isolation(isolation: str) -> str:
+    if isolation not in ISOLATIONS:
+        raise UsageError(f"--isolation: expected one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+    return isolation
 
 
 # -- external calls ------------------------------------------------------------------------
@@ -161,9 +171,12 @@ def _last_line(text: str) -> str:
 def docker_answers(path: str, timeout: float = DOCKER_INFO_TIMEOUT) -> tuple[bool, str]:
     """(True, server version) when docker's engine answers; else (False, why not)."""
     try:
-        return True, run([path, "info", "--format", "{{.ServerVersion}}"], "docker info", timeout).strip()
+        version = run([path, "info", "--format", "{{.ServerVersion}}"], "docker info", timeout).strip()
     except ImageError as exc:
         return False, str(exc).removeprefix("image: ")
+    if not version or version == "<no value>":
+        return False, "docker info gave no server version"
+    return True, version
 
 
 def find_builder(which: Callable[[str], str | None] = shutil.which,
@@ -270,8 +283,11 @@ def public_url(remote: str) -> str | None:
     None for a remote no one else can reach (a local path, file://: a clone of a clone)."""
     scp = re.match(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.+)$", remote)  # git@host:team/repo.git
     url = f"https://{scp.group(1)}/{scp.group(2)}" if scp else remote
+    ssh = re.match(r"^(?:ssh|git)://", url)
     url = re.sub(r"^(?:ssh|git)://", "https://", url)
     url = re.sub(r"^(https?://)[^@/]*@", r"\1", url)
+    if ssh:  # an ssh or git port is no https port
+        url = re.sub(r"^(https://[^/:]+):[0-9]*(?=/|$)", r"\1", url)
     if not re.match(r"^https?://[^/]", url):
         return None
     return url.removesuffix("/").removesuffix(".git")
@@ -280,7 +296,11 @@ def public_url(remote: str) -> str | None:
 def git_labels(root: Path = ROOT, version: str | None = None, revision: str | None = None,
                source: str | None = None, warn: Callable[[str], None] | None = None) -> Labels:
     try:
-        version = version or _git(root, "describe", "--tags", "--always", "--dirty")
+        if not version:
+            version = _git(root, "describe", "--tags", "--always", "--dirty")
+            # --dirty ignores untracked files, which the build takes in all the same
+            if not version.endswith("-dirty") and _git(root, "status", "--porcelain", "-uall", "--", *BUILT_IN):
+                version += "-dirty"
         revision = revision or _git(root, "rev-parse", "HEAD")
     except ImageError as exc:
         raise ImageError(f"{exc}; outside a git checkout pass --version and --revision") from None

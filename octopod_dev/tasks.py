@@ -90,7 +90,8 @@ def bundle(c, out="dist/utils", helm=None, kubectl=None, python=None):
             "(REGISTRY_AUTH_FILE, ~/.docker/config.json, buildah's auth.json)",
     "tls-verify": "true (default) or false: verify the registry's TLS on push (buildah; "
                   "false for a plain-HTTP test registry)",
-    "version": "org.opencontainers.image.version (default: git describe --tags --always --dirty)",
+    "version": "org.opencontainers.image.version (default: git describe --tags --always --dirty; "
+               "-dirty also for untracked files under env, charts, bundle, octopod_control)",
     "revision": "org.opencontainers.image.revision (default: git rev-parse HEAD)",
     "source": "org.opencontainers.image.source (default: the git remote 'origin', as https)",
     "helm": "helm in /utils: helm3 (default) or helm4",
@@ -109,6 +110,8 @@ def image(c, tag, push=False, tls_verify="true", version=None, revision=None, so
     verify = images.parse_bool("--tls-verify", tls_verify)
     if helm not in images.HELMS:
         raise UsageError(f"--helm: expected one of {', '.join(images.HELMS)}, got {helm!r}")
+    if isolation is not None:
+        images.check_isolation(isolation)
     builder = images.find_builder()
     labels = images.git_labels(ROOT, version, revision, source)
     spec = images.BuildSpec(reference, labels, helm,

@@ -59,6 +59,25 @@ def test_elf_interp_tells_static_from_dynamic():
     assert bundle.elf_interp(Path(sys.executable).resolve()) is not None
 
 
+def test_a_tool_for_another_architecture_is_refused(tmp_path):
+    """amd64 helm into an arm64 bundle (or the reverse): a clear BundleError, nothing copied."""
+    machine = bundle.elf_machine(BUSYBOX)
+    other = 183 if machine != 183 else 62
+    foreign = tmp_path / "helm"
+    data = bytearray(BUSYBOX.read_bytes())
+    struct.pack_into("<H", data, 18, other)
+    foreign.write_bytes(bytes(data))
+    assert bundle.elf_machine(foreign) == other
+    with pytest.raises(bundle.BundleError, match="built for .*launcher is"):
+        bundle.copy_tool(foreign, tmp_path / "out-helm", machine)
+    assert not (tmp_path / "out-helm").exists()
+    bundle.copy_tool(BUSYBOX, tmp_path / "out-busybox", machine)  # same machine: copied
+    assert (tmp_path / "out-busybox").stat().st_mode & 0o777 == 0o755
+    # assemble takes the launcher's machine as the reference
+    with pytest.raises(bundle.BundleError, match="built for"):
+        bundle.assemble(BUSYBOX, tmp_path / "utils", {"helm": foreign})
+
+
 def test_wrapper_execs_the_program_with_the_task_name():
     text = bundle.wrapper("archive_check")
     assert text.startswith("#!/bin/sh\n")

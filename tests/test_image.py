@@ -23,15 +23,22 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
+import hashlib
+import http.server
+import io
 import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -80,6 +87,16 @@ def test_a_docker_client_without_its_engine_is_no_builder():
 def test_a_working_docker_comes_first():
     which = {"docker": "/usr/bin/docker", "buildah": "/usr/bin/buildah"}.get
     assert image.find_builder(which=which, answers=lambda path: (True, "28.2.2")).name == "docker"
+
+
+def test_docker_info_without_a_server_version_is_a_no(tmp_path):
+    fake = tmp_path / "docker"
+    for answer in ("", "<no value>"):
+        fake.write_text(f"#!/bin/sh\necho '{answer}'\n")
+        fake.chmod(0o755)
+        assert image.docker_answers(str(fake)) == (False, "docker info gave no server version")
+    fake.write_text("#!/bin/sh\necho 28.2.2\n")
+    assert image.docker_answers(str(fake)) == (True, "28.2.2")
 
 
 def test_docker_info_that_hangs_is_a_clear_no(tmp_path):
@@ -133,6 +150,18 @@ def test_buildah_isolation_is_chroot_unless_asked_otherwise():
     assert image.buildah_isolation("rootless", {"BUILDAH_ISOLATION": "oci"}) == "rootless"
 
 
+def test_an_unknown_isolation_is_a_usage_error(tmp_path):
+    assert [image.check_isolation(name) for name in ("chroot", "oci", "rootless")] == ["chroot", "oci", "rootless"]
+    with pytest.raises(UsageError, match="--isolation: expected one of chroot, oci, rootless"):
+        image.buildah_isolation("bogus", {})
+    done = subprocess.run([sys.executable, "-m", "invoke", "image", "--tag", "localhost/utils:t",
+                           "--isolation", "oic"],  # checked before any builder is looked for
+                          cwd=ROOT, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 64, done.stderr
+    assert "--isolation: expected one of chroot, oci, rootless, got 'oic'" in done.stderr
+
+
 def test_docker_argv_is_a_plain_docker_build():
     builder = image.Builder("docker", "/usr/bin/docker")
     argv = image.build_argv(builder, spec())
@@ -141,8 +170,7 @@ def test_docker_argv_is_a_plain_docker_build():
     assert "--isolation" not in image.build_argv(builder, spec(isolation="chroot"))
 
 
-def test_push_argv_carries_tls_choice_and_no_credentials(monkeypatch):
-    monkeypatch.setenv("REGISTRY_AUTH_FILE", "/secret/auth.json")
+def test_push_argv_carries_tls_choice(monkeypatch):
     reference = "127.0.0.1:5000/team/octopod-utils:t"
     buildah = image.Builder("buildah", "buildah")
     argv = image.push_argv(buildah, reference, tls_verify=False, digestfile=Path("/tmp/d"))
@@ -150,9 +178,37 @@ def test_push_argv_carries_tls_choice_and_no_credentials(monkeypatch):
                     f"docker://{reference}"]
     assert "--tls-verify=true" in image.push_argv(buildah, reference, tls_verify=True)
     assert image.push_argv(image.Builder("docker", "docker"), reference, False) == ["docker", "push", reference]
-    everything = " ".join(argv + image.build_argv(buildah, spec()))
-    for secret in ("auth", "creds", PASSWORD, "/secret"):
-        assert secret not in everything
+
+
+def test_credentials_reach_the_builder_only_through_its_environment(tmp_path, monkeypatch):
+    """image.make with a fake buildah that records what it was given: the auth file reaches it
+    through REGISTRY_AUTH_FILE, and neither that file's name nor the secret is in any argv."""
+    auth = tmp_path / "secret-auth.json"
+    secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    auth.write_text(json.dumps({"auths": {"127.0.0.1:5000": {"auth": secret}}}))
+    calls = tmp_path / "calls"
+    fake = tmp_path / "buildah"
+    fake.write_text(f"""#!/bin/sh
+printf '%s\\n' "argv: $*" "auth: $REGISTRY_AUTH_FILE" >>{calls}
+case "$1" in
+  inspect) echo '{{"layers": [{{"size": 5}}]}}' ;;
+  push) while [ "$1" != --digestfile ]; do shift; done; echo sha256:{'b' * 64} >"$2" ;;
+esac
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(image, "manifest_argv", lambda *args, **kw: None)  # no skopeo call
+    reference = "127.0.0.1:5000/team/octopod-utils:t"
+    with (tmp_path / "out").open("w") as output:
+        report = image.make(spec(reference=reference), image.Builder("buildah", str(fake)), push_it=True,
+                            tls_verify=False, output=output,
+                            env={**os.environ, "REGISTRY_AUTH_FILE": str(auth)})
+    assert (report.size, report.digest) == (5, "sha256:" + "b" * 64)
+    recorded = calls.read_text().splitlines()
+    argvs = [line for line in recorded if line.startswith("argv: ")]
+    assert [argv.split()[1] for argv in argvs] == ["bud", "inspect", "push"]
+    assert f"auth: {auth}" in recorded  # the builder reads the credentials itself
+    for leak in (PASSWORD, secret, str(auth), "creds"):
+        assert not any(leak in argv for argv in argvs), leak
 
 
 def test_the_pushed_manifest_is_read_with_tls_as_chosen_or_not_at_all():
@@ -207,12 +263,133 @@ def test_tls_verify_takes_true_or_false():
     ("git@github.com:team/octopod-control.git", "https://github.com/team/octopod-control"),
     ("https://user:ghp_t0ken@github.com/team/octopod-control.git", "https://github.com/team/octopod-control"),
     ("ssh://git@git.example.com/platform/octopod-control", "https://git.example.com/platform/octopod-control"),
+    ("ssh://git@git.example.com:2222/platform/octopod-control.git", "https://git.example.com/platform/octopod-control"),
+    ("git://git.example.com:9418/platform/octopod-control", "https://git.example.com/platform/octopod-control"),
+    ("https://git.example.com:8443/platform/octopod-control", "https://git.example.com:8443/platform/octopod-control"),
     ("https://git.example.com/platform/octopod-control/", "https://git.example.com/platform/octopod-control"),
     ("/work/main", None),  # a clone of a local clone (CI's): nothing anyone else can open
     ("file:///srv/git/octopod-control.git", None),
 ])
 def test_the_source_label_is_a_public_url(remote, url):
     assert image.public_url(remote) == url
+
+
+# -- fast: the hand-made puller's unpacker and checks (tests/support/oci.py) ----------------------
+
+def layer(path: Path, *entries: tuple[str, str, object]) -> Path:
+    """A layer tar of (type, name, content or link target) entries: file, dir, sym, lnk, chr."""
+    with tarfile.open(path, "w") as tar:
+        for kind, name, value in entries:
+            info = tarfile.TarInfo(name)
+            info.mode = 0o755
+            data = None
+            if kind == "file":
+                data = value.encode()
+                info.size, info.mode = len(data), 0o4755 if name.endswith("suid") else 0o644
+            elif kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, value
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, value
+            elif kind == "lnk":
+                info.type, info.linkname = tarfile.LNKTYPE, value
+            elif kind == "chr":
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def test_a_directory_over_a_lower_symlink_replaces_it(tmp_path):
+    """chmod/mkdir through a lower layer's symlink would change a directory outside the root."""
+    outside, root = tmp_path / "outside", tmp_path / "root"
+    outside.mkdir(mode=0o700)
+    root.mkdir()
+    oci.unpack_layer(layer(tmp_path / "l0", ("sym", "etc", str(outside))), root)
+    oci.unpack_layer(layer(tmp_path / "l1", ("dir", "etc", 0o777), ("file", "etc/passwd", "x")), root)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o700 and not list(outside.iterdir())
+    assert (root / "etc").is_dir() and not (root / "etc").is_symlink()
+    assert (root / "etc/passwd").read_text() == "x"
+
+
+def test_a_hard_link_to_a_symlink_is_refused(tmp_path):
+    """os.link follows a symlink: the link (and the chmod after it) would reach outside the root."""
+    secret, root = tmp_path / "secret", tmp_path / "root"
+    secret.write_text("s")
+    secret.chmod(0o600)
+    root.mkdir()
+    oci.unpack_layer(layer(tmp_path / "l0", ("sym", "s", str(secret))), root)
+    with pytest.raises(oci.PullError, match="hard link to the symlink"):
+        oci.unpack_layer(layer(tmp_path / "l1", ("lnk", "h", "s")), root)
+    with pytest.raises(oci.PullError, match="hard link to the symlink"):  # the symlink in the same layer
+        oci.unpack_layer(layer(tmp_path / "l2", ("sym", "t", str(secret)), ("lnk", "k", "t")), tmp_path / "r2")
+    assert secret.stat().st_nlink == 1 and stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert not (root / "h").exists()
+    with pytest.raises(oci.PullError, match="leaves the root"):
+        oci.unpack_layer(layer(tmp_path / "l3", ("lnk", "h", "../secret")), root)
+
+
+def test_devices_are_refused_and_setuid_stripped_whiteouts_still_apply(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(oci.PullError, match="device node"):
+        oci.unpack_layer(layer(tmp_path / "l0", ("chr", "null", None)), root)
+    assert not (root / "null").exists()
+    oci.unpack_layer(layer(tmp_path / "l1", ("dir", "tmp", 0o1777), ("file", "bin/suid", "x"),
+                           ("file", "gone", "g"), ("lnk", "bin/same", "bin/suid")), root)
+    assert stat.S_IMODE((root / "tmp").stat().st_mode) == 0o1777
+    assert stat.S_IMODE((root / "bin/suid").stat().st_mode) == 0o755
+    assert (root / "bin/same").stat().st_ino == (root / "bin/suid").stat().st_ino
+    oci.unpack_layer(layer(tmp_path / "l2", ("file", ".wh.gone", "")), root)
+    assert not (root / "gone").exists()
+
+
+def test_layers_are_checked_against_the_configs_diff_ids(tmp_path):
+    raw = layer(tmp_path / "raw", ("file", "f", "x")).read_bytes()
+    blob = tmp_path / "blob"
+    blob.write_bytes(gzip.compress(raw))
+    manifest = {"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}]}
+    good = {"rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]}}
+    oci.check_diff_ids(manifest, good, [blob])
+    with pytest.raises(oci.PullError, match="diff_id"):
+        oci.check_diff_ids(manifest, {"rootfs": {"diff_ids": ["sha256:" + "0" * 64]}}, [blob])
+    with pytest.raises(oci.PullError, match="name 0 layers"):
+        oci.check_diff_ids(manifest, {"rootfs": {}}, [blob])
+
+
+def test_credentials_are_not_sent_to_another_host_on_a_redirect():
+    seen: dict[str, str | None] = {}
+
+    class Storage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["storage"] = self.headers.get("Authorization")
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"blob")
+
+        def log_message(self, *args):
+            pass
+
+    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+
+    class Registry(Storage):
+        def do_GET(self):
+            seen["registry"] = self.headers.get("Authorization")
+            self.send_response(307)
+            self.send_header("Location", f"http://localhost:{storage.server_port}/blob")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    for server in (storage, registry):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = oci.Session(f"http://127.0.0.1:{registry.server_port}", "team/u", USER, PASSWORD)
+        session.authorization = f"Basic {session.basic}"
+        assert session.get("blobs/sha256:x")[0] == b"blob"
+    finally:
+        for server in (storage, registry):
+            server.shutdown()
+    assert seen == {"registry": f"Basic {session.basic}", "storage": None}
 
 
 def git(repo: Path, *args: str) -> str:
@@ -236,6 +413,15 @@ def test_labels_come_from_git(tmp_path):
     labels = image.git_labels(tmp_path, warn=warnings.append)
     assert (labels.version, labels.source) == ("v1.0.0-dirty", "https://github.com/team/octopod-control")
     assert image.git_labels(tmp_path, version="2.0.0", source="https://s").version == "2.0.0"
+    git(tmp_path, "checkout", "-q", "f")
+    assert image.git_labels(tmp_path, warn=warnings.append).version == "v1.0.0"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("not built in")  # untracked, outside the bundle
+    assert image.git_labels(tmp_path, warn=warnings.append).version == "v1.0.0"
+    (tmp_path / "octopod_control").mkdir()
+    (tmp_path / "octopod_control" / "new.py").write_text("")  # untracked, built in: describe misses it
+    assert image.git_labels(tmp_path, warn=warnings.append).version == "v1.0.0-dirty"
+    (tmp_path / "octopod_control" / "new.py").unlink()
     git(tmp_path, "remote", "set-url", "origin", "/srv/clone")  # a clone of a local clone, as in CI
     assert image.git_labels(tmp_path, warn=warnings.append).source == image.DEFAULT_SOURCE
     assert "no public git remote 'origin'" in warnings[-1]
@@ -276,14 +462,16 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def store() -> image_store.Store:
+def store() -> Iterator[image_store.Store]:
     require_root("the image tests need root: buildah's own store, chroot(2) into the unpacked image")
     missing = [tool for tool in ("buildah", "debootstrap", "docker-registry", "htpasswd", "skopeo")
                if not shutil.which(tool)]
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: apt-get install buildah debootstrap skopeo "
                     "docker-registry apache2-utils (./run does)")
-    return image_store.Store.for_machine()
+    # The store is shared by every run on the machine: held alone until this module is done.
+    with image_store.locked(log):
+        yield image_store.Store.for_machine()
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,16 @@ holding the key of its inputs (`localhost/octopod-test-base/debian:<key>`); a ch
 (or busybox binary, or CA) is a new key, and the image is made again. The driver is overlay
 where the kernel mounts it (layers are diffs: a cached build step costs nothing), else vfs
 (every step a full copy of the tree: slower, several GB).
+
+Runs on one machine share that store, so a run holds an exclusive lock on `STATE/lock`
+(`locked()`) from making the base images until its last build, push and prune are done; a
+second run waits for it. The base images are not refreshed while their key stands (a new
+Debian point release does not change it): `rm -r /var/lib/octopod-control-test` makes them anew.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -32,9 +39,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 STATE = Path("/var/lib/octopod-control-test")
+LOCK = STATE / "lock"
 RUNTIME = Path("/run/octopod-control-test")
 CACHE_NAMESPACE = "localhost/octopod-test-base"
 RECIPE = "3"  # bump when a recipe below changes in a way its inputs do not show
@@ -116,6 +124,24 @@ class Store:
                 for image in listed]
 
 
+@contextlib.contextmanager
+def locked(log: Log, lock: Path = LOCK) -> Iterator[None]:
+    """The store to this run alone: an exclusive flock on `lock` while the block runs
+    (waiting, with a line said, while another run holds it). The kernel drops the lock
+    when the process dies, so a killed run leaves none behind."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another run's lock on {lock}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def overlay_works(where: Path) -> bool:
     """Whether the kernel mounts overlayfs over this filesystem (not in every container or VM)."""
     where.mkdir(parents=True, exist_ok=True)
@@ -139,12 +165,13 @@ def prune(store: Store, build_log: str, keep: Iterable[str]) -> list[str]:
 
     The layer cache stays as long as the last build's steps, and no longer: each source change
     would otherwise leave a new bundle layer behind for good. Returns the removed IDs.
+    Call it under `locked()`: no other run is then building in the store. Working containers
+    are not touched: the build's `--force-rm` and commit's `--rm` remove this run's own.
     """
     used = set(STEP_IMAGE.findall(build_log))
     kept = {store.image_id(name) for name in keep}
     stale = [image["id"] for image in store.images()
              if image["id"] not in kept and not any(image["id"].startswith(short) for short in used)]
-    store.buildah("rm", "--all")  # working containers a killed build left behind
     if stale:
         store.buildah("rmi", "--force", *stale, timeout=900)
     return stale

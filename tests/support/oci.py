@@ -2,19 +2,28 @@
 
 `pull` answers the registry's challenge (Basic, or Bearer through its token realm, with the
 credentials given), reads the manifest (an index resolved to linux/amd64), then the config and
-each layer blob, checking every digest. `unpack` applies the layers in order as a container
-runtime does: a `.wh.NAME` entry deletes NAME from the layers below, `.wh..wh..opq` empties its
-directory of what they put there; owners, modes and hard links are kept. Paths leaving the
-root (absolute, `..`, through a symlink) are refused.
+each layer blob, checking every digest: the blobs' against the manifest, the uncompressed
+layers' against the config's `rootfs.diff_ids`. The credentials go to the registry's host
+only: a redirect elsewhere (a storage backend) is followed without them.
+
+`unpack` applies the layers in order as a container runtime does: a `.wh.NAME` entry deletes
+NAME from the layers below, `.wh..wh..opq` empties its directory of what they put there;
+owners, modes (less setuid and setgid) and hard links are kept. Nothing is written outside
+the root: paths leaving it (absolute, `..`, through a symlink) are refused, an entry replaces
+a symlink in its place rather than following it, a hard link to a symlink or out of the root
+is refused, and so are device nodes (tarfile's "tar" filter, less its go-w and sticky bit
+clearing).
 """
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import tarfile
 import urllib.error
 import urllib.parse
@@ -48,6 +57,24 @@ class Pulled:
         return sum(int(layer["size"]) for layer in self.manifest["layers"])
 
 
+class _Redirect(urllib.request.HTTPRedirectHandler):
+    """Redirects followed, but the Authorization header only to the same scheme, host and port."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+OPENER = urllib.request.build_opener(_Redirect)
+
+
 class Session:
     """One repository on one registry, authorised as the registry's challenge asks."""
 
@@ -63,7 +90,7 @@ class Session:
                 headers["Authorization"] = self.authorization
             request = urllib.request.Request(f"{self.base}/v2/{self.repo}/{path}", headers=headers)
             try:
-                with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                with OPENER.open(request, timeout=TIMEOUT) as response:
                     return response.read(), dict(response.headers)
             except urllib.error.HTTPError as exc:
                 if exc.code != 401 or attempt:
@@ -99,6 +126,26 @@ def verified(data: bytes, digest: str) -> bytes:
     return data
 
 
+def uncompressed(data: bytes, media_type: str) -> bytes:
+    if media_type.endswith(("+gzip", ".gzip")):
+        return gzip.decompress(data)
+    if media_type.endswith((".tar", "layer.v1.tar")):
+        return data
+    raise PullError(f"layer media type {media_type!r} is not read here (gzip or plain tar)")
+
+
+def check_diff_ids(manifest: dict, config: dict, layers: list[Path]) -> None:
+    """Each uncompressed layer against the config's rootfs.diff_ids, in order."""
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids")
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        raise PullError(f"the config's rootfs.diff_ids name {len(diff_ids or [])} layers, "
+                        f"the manifest {len(layers)}")
+    for index, (layer, path, diff_id) in enumerate(zip(manifest["layers"], layers, diff_ids)):
+        digest = "sha256:" + hashlib.sha256(uncompressed(path.read_bytes(), layer.get("mediaType", ""))).hexdigest()
+        if digest != diff_id:
+            raise PullError(f"layer {index}: uncompressed it is {digest}, the config's diff_id is {diff_id}")
+
+
 def pull(base: str, repo: str, reference: str, into: Path, user: str | None = None,
          password: str | None = None) -> Pulled:
     session = Session(base, repo, user, password)
@@ -123,6 +170,7 @@ def pull(base: str, repo: str, reference: str, into: Path, user: str | None = No
         path = into / f"layer-{index}"
         path.write_bytes(session.blob(layer["digest"]))
         layers.append(path)
+    check_diff_ids(manifest, config, layers)
     return Pulled(digest, manifest, config, layers)
 
 
@@ -152,12 +200,26 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's "tar" filter, keeping go-w and the sticky bit (/tmp is 1777) but not setuid/setgid."""
+    if member.ischr() or member.isblk():
+        raise PullError(f"layer entry {member.name!r} is a device node")
+    dest = os.path.realpath(dest)
+    if os.path.commonpath([os.path.realpath(os.path.join(dest, member.name)), dest]) != dest:
+        raise PullError(f"layer entry {member.name!r} leaves the root")
+    if member.mode is not None and member.mode & (stat.S_ISUID | stat.S_ISGID):
+        return member.replace(mode=member.mode & ~(stat.S_ISUID | stat.S_ISGID), deep=False)
+    return member
+
+
 def unpack_layer(layer: Path, root: Path) -> None:
     with tarfile.open(layer, "r:*") as tar:
         members = tar.getmembers()
         # Whiteouts delete what the layers below put there, before this layer's own files land.
         for member in members:
             relative = _relative(member.name)
+            if not relative.name.startswith(WHITEOUT):
+                continue
             target = _inside(root, relative)
             if relative.name == OPAQUE:
                 for child in list(target.parent.iterdir()) if target.parent.is_dir() else []:
@@ -171,11 +233,16 @@ def unpack_layer(layer: Path, root: Path) -> None:
             target = _inside(root, relative)
             if member.islnk():
                 member.linkname = str(_relative(member.linkname))
-                _inside(root, Path(member.linkname))
-            if not member.isdir() or (target.exists() and not target.is_dir()):
+                source = _inside(root, Path(member.linkname))
+                if source.is_symlink():  # os.link would link what it points to, anywhere
+                    raise PullError(f"layer entry {relative}: a hard link to the symlink {member.linkname}")
+                if not os.path.realpath(source).startswith(os.path.realpath(root) + os.sep):
+                    raise PullError(f"layer entry {relative}: a hard link out of the root")
+            # A symlink in the entry's place is replaced, never followed (mkdir, chmod, open do).
+            if not member.isdir() or target.is_symlink() or (target.exists() and not target.is_dir()):
                 _remove(target)
             member.name = str(relative)
-            tar.extract(member, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
+            tar.extract(member, root, set_attrs=True, numeric_owner=True, filter=_filter)
 
 
 def unpack(pulled: Pulled, root: Path) -> Path:
