@@ -224,7 +224,7 @@ VARIABLES: list[Var] = [
         Var("WARM_IDLE", SECONDS, "600", "seconds without calls after which the warm server exits "
             "(read when it starts)", "120", blank="default", environment_only=True),
         Var("WARM_LOG", FLAG, "false", "the warm server appends a line per start, call and exit to "
-            "`<key>.log` beside its socket (read when it starts)", "true", environment_only=True),
+            "`<key>.log` beside its socket, kept under 1 MiB with one older file (read when it starts)", "true", environment_only=True),
     ),
     *_section(
         "The static bundle and debugging",
