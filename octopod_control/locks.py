@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 
 def _private_dir(path: Path) -> Path:
-    """Create path 0700 if absent; refuse it unless it is a real directory of ours; make it 0700."""
+    """Create path 0700 if absent; refuse it unless it is a real directory of ours that no one
+    else could have written to; make it 0700."""
     try:
         path.mkdir(mode=0o700)
     except FileExistsError:
@@ -35,8 +36,10 @@ def _private_dir(path: Path) -> Path:
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise ExternalError(f"{path} is not a directory of ours (a symlink, or "
                             "another user's); remove it or set XDG_RUNTIME_DIR")
+    if info.st_mode & 0o022:  # others may have planted entries in it while it was open
+        raise ExternalError(f"{path} is writable by other users; remove it or set XDG_RUNTIME_DIR")
     if info.st_mode & 0o077:
-        os.chmod(path, 0o700)  # ours but too open (an older version made it 0755): tighten it
+        os.chmod(path, 0o700)  # ours, readable only (an older version made it 0755): tighten it
     return path
 
 

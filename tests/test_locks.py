@@ -29,11 +29,22 @@ def test_the_lock_directory_is_private(runtime_dir):
     assert runtime_dir.stat().st_mode & 0o777 == 0o700
 
 
-def test_an_open_directory_of_ours_is_tightened(runtime_dir):
-    runtime_dir.mkdir(mode=0o755)
-    os.chmod(runtime_dir, 0o777)
+def test_a_readable_directory_of_ours_is_tightened(runtime_dir):
+    runtime_dir.mkdir(mode=0o755)  # as an older version made it: no one else could write in it
+    os.chmod(runtime_dir, 0o755)
     locks.lock_dir()
     assert runtime_dir.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_a_directory_of_ours_others_could_write_is_refused(runtime_dir, mode):
+    # Entries planted while it was open (a lock file of theirs, a symlink) would stay: refuse it,
+    # as the warm client refuses its socket directory.
+    runtime_dir.mkdir()
+    os.chmod(runtime_dir, mode)
+    with pytest.raises(ExternalError, match="writable by other users"):
+        locks.lock_dir()
+    assert runtime_dir.stat().st_mode & 0o777 == mode  # left as it was
 
 
 def test_a_symlinked_directory_is_refused(runtime_dir, tmp_path):
